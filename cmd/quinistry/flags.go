@@ -1,0 +1,111 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/quinistry/quinistry/crossbuild"
+	"github.com/quinistry/quinistry/index"
+	"github.com/quinistry/quinistry/registry"
+)
+
+// serveConfig is what the serve command was asked to do.
+type serveConfig struct {
+	Addr      string
+	Name      string
+	Tag       string
+	Format    index.Format
+	Siblings  string
+	Platforms []crossbuild.Platform
+	LogFormat string
+}
+
+// envPrefix starts the environment variable that stands for each flag:
+// --log-format is QUINISTRY_LOG_FORMAT.
+const envPrefix = "QUINISTRY_"
+
+// envName returns the environment variable for a flag.
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parseServeFlags reads the serve command's flags; each flag not given on
+// the command line is taken from its environment variable when set.
+func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
+	fs := flag.NewFlagSet("quinistry", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	addr := fs.String("addr", ":8080", "address to listen on")
+	name := fs.String("name", "quinistry", "repository name to serve the image as")
+	tag := fs.String("tag", "latest", "tag to serve the image list under (the build's version is a tag too)")
+	format := fs.String("format", "docker", "media-type family: docker or oci")
+	siblings := fs.String("siblings", "", "directory holding quinistry-<os>-<arch> binaries (default: the executable's directory)")
+	platforms := fs.String("platforms", "", "platforms to serve, comma-separated (default: every binary found)")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: quinistry [serve] [flags] | quinistry version\n\nflags (each also read from QUINISTRY_<NAME>):\n")
+		fs.SetOutput(stderr)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
+			return serveConfig{}, usageError{errors.New("help requested")}
+		}
+		return serveConfig{}, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return serveConfig{}, usageError{fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))}
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := os.LookupEnv(envName(f.Name)); ok && !given[f.Name] && envErr == nil {
+			if err := f.Value.Set(v); err != nil {
+				envErr = usageError{fmt.Errorf("%s: %v", envName(f.Name), err)}
+			}
+		}
+	})
+	if envErr != nil {
+		return serveConfig{}, envErr
+	}
+
+	cfg := serveConfig{Addr: *addr, Name: *name, Tag: *tag, Siblings: *siblings, LogFormat: *logFormat}
+	var err error
+	if cfg.Format, err = index.ParseFormat(*format); err != nil {
+		return cfg, usageError{err}
+	}
+	if *platforms != "" {
+		if cfg.Platforms, err = crossbuild.ParsePlatforms(*platforms); err != nil {
+			return cfg, usageError{err}
+		}
+	}
+	if !registry.ValidName(cfg.Name) {
+		return cfg, usageError{fmt.Errorf("invalid repository name %q: use lower-case letters, digits and . _ - / separators", cfg.Name)}
+	}
+	if !registry.ValidTag(cfg.Tag) {
+		return cfg, usageError{fmt.Errorf("invalid tag %q: use letters, digits, . _ - (at most 128)", cfg.Tag)}
+	}
+	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
+		return cfg, usageError{fmt.Errorf("unknown log format %q: want text or json", cfg.LogFormat)}
+	}
+	return cfg, nil
+}
+
+// executable returns the running binary's path with links resolved.
+func executable() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("cannot find the running binary: %w", err)
+	}
+	if resolved, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = resolved
+	}
+	return exe, nil
+}

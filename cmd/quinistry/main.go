@@ -1,0 +1,73 @@
+// Command quinistry is a Docker/OCI registry that serves itself: it packs
+// its own executable and the cross-compiled copies of itself found beside it
+// into one multi-platform image, and serves that image over the registry
+// pull API. Run the image and it serves the same image again.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/quinistry/quinistry/crossbuild"
+	"github.com/quinistry/quinistry/index"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		var usage usageError
+		fmt.Fprintln(os.Stderr, "quinistry:", err)
+		if errors.As(err, &usage) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+// usageError is a mistake in the command line; it exits with status 2.
+type usageError struct{ error }
+
+// run runs one command: serve (the default) or version.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "version":
+			if len(args) > 1 {
+				return usageError{fmt.Errorf("version takes no arguments")}
+			}
+			fmt.Fprintln(stdout, versionLine())
+			return nil
+		case "serve":
+			args = args[1:]
+		}
+	}
+	cfg, err := parseServeFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, stderr)
+}
+
+// versionLine describes the running binary.
+func versionLine() string {
+	bi, _ := debug.ReadBuildInfo()
+	version, revision := "(devel)", "unknown"
+	if bi != nil {
+		if bi.Main.Version != "" {
+			version = bi.Main.Version
+		}
+		if r := index.Setting(bi, "vcs.revision"); r != "" {
+			revision = r
+		}
+	}
+	return fmt.Sprintf("quinistry %s (revision %s, %s, %s)", version, revision, runtime.Version(), crossbuild.Current())
+}

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/quinistry/quinistry/crossbuild"
+	"github.com/quinistry/quinistry/index"
+	"github.com/quinistry/quinistry/registry"
+)
+
+// serve packs the image and serves it until ctx ends.
+func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
+	start := time.Now()
+	log := newLogger(cfg.LogFormat, stderr)
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", cfg.Addr, errors.Unwrap(err))
+	}
+	defer ln.Close()
+	content, err := pack(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+
+	tags := []string{cfg.Tag}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v := index.VersionTag(bi); v != "" && registry.ValidTag(v) {
+			tags = append(tags, v)
+		}
+	}
+	reg := registry.New(content, cfg.Name, tags, log)
+	for _, img := range content.Images {
+		log.Info("image", "platform", img.Platform.String(), "digest", img.Manifest.Digest.String(), "size", content.ImageSize(img))
+	}
+	log.Info("list", "digest", content.List.Digest.String(), "media_type", content.List.MediaType, "tags", reg.Tags())
+	log.Info("ready", "addr", ln.Addr().String(), "startup", time.Since(start).Round(time.Microsecond),
+		"pull", "docker pull "+pullHost(ln.Addr())+"/"+cfg.Name+":"+cfg.Tag)
+
+	srv := &http.Server{
+		Handler:           reg,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// pack finds the binaries and builds the image content.
+func pack(ctx context.Context, cfg serveConfig, log *slog.Logger) (*index.Content, error) {
+	self, err := executable()
+	if err != nil {
+		return nil, err
+	}
+	dir := cfg.Siblings
+	if dir == "" {
+		dir = filepath.Dir(self)
+	}
+	bins, err := crossbuild.Discover(crossbuild.Discovery{
+		Self: self, Dir: dir, Platforms: cfg.Platforms,
+		Warn: func(msg string) { log.Warn(msg) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	created, err := sourceDateEpoch()
+	if err != nil {
+		return nil, err
+	}
+	return index.Build(ctx, bins, index.Options{Format: cfg.Format, Created: created})
+}
+
+// sourceDateEpoch reads SOURCE_DATE_EPOCH, the reproducible-builds way to
+// set a creation time, or returns nil when it is not set.
+func sourceDateEpoch() (*time.Time, error) {
+	v := os.Getenv("SOURCE_DATE_EPOCH")
+	if v == "" {
+		return nil, nil
+	}
+	secs, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || secs < 0 {
+		return nil, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want a non-negative number of seconds", v)
+	}
+	t := time.Unix(secs, 0).UTC()
+	return &t, nil
+}
+
+// newLogger returns a text or JSON logger on w.
+func newLogger(format string, w io.Writer) *slog.Logger {
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, nil))
+	}
+	return slog.New(slog.NewTextHandler(w, nil))
+}
+
+// pullHost is the host:port a local client pulls from.
+func pullHost(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}

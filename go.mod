@@ -1,0 +1,8 @@
+module github.com/quinistry/quinistry
+
+go 1.26.8
+
+require (
+	github.com/opencontainers/go-digest v1.0.0
+	golang.org/x/sync v0.25.0
+)

@@ -1,0 +1,317 @@
+package registry
+
+import (
+	"encoding/json"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/quinistry/quinistry/index"
+)
+
+// Registry serves one repository, holding one image list under one or more
+// tags, read-only.
+type Registry struct {
+	name    string
+	tags    []string
+	content *index.Content
+	log     *slog.Logger
+}
+
+// New returns a registry serving c as repository name under tags.
+func New(c *index.Content, name string, tags []string, log *slog.Logger) *Registry {
+	t := slices.Clone(tags)
+	slices.Sort(t)
+	t = slices.Compact(t)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Registry{name: name, tags: t, content: c, log: log}
+}
+
+// Name returns the repository name served.
+func (reg *Registry) Name() string { return reg.name }
+
+// Tags returns the tags served, sorted.
+func (reg *Registry) Tags() []string { return slices.Clone(reg.tags) }
+
+// ServeHTTP routes a request, answers it and logs it.
+func (reg *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &recorder{ResponseWriter: w}
+	rec.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	reg.serve(rec, r)
+	reg.log.Info("request",
+		"method", r.Method, "path", r.URL.RequestURI(), "status", rec.status(),
+		"bytes", rec.bytes, "duration", time.Since(start), "user_agent", r.UserAgent())
+}
+
+func (reg *Registry) serve(w http.ResponseWriter, r *http.Request) {
+	rt, ok, err := parseRoute(r.URL.EscapedPath())
+	if !ok {
+		writeError(w, r, newError(ErrNotFound, "no such API endpoint "+quoteShort(r.URL.Path)))
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, r, newError(ErrUnsupported, r.Method+" is not supported"))
+		return
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if rt.kind != routeBase && rt.kind != routeCatalog && rt.name != reg.name {
+		writeError(w, r, newError(ErrNameUnknown, "repository "+quoteShort(rt.name)+" is not served here"))
+		return
+	}
+	switch rt.kind {
+	case routeBase:
+		writeJSON(w, r, "application/json", struct{}{})
+	case routeCatalog:
+		reg.servePage(w, r, "repositories", []string{reg.name})
+	case routeTags:
+		reg.servePage(w, r, "tags", reg.tags)
+	case routeManifest:
+		reg.serveManifest(w, r, rt.ref)
+	case routeBlob:
+		reg.serveBlob(w, r, rt.ref)
+	case routeReferrers:
+		reg.serveReferrers(w, r, rt.ref)
+	case routeUpload:
+		writeError(w, r, newError(ErrUnsupported, "uploads are not supported: this registry is read-only"))
+	}
+}
+
+// serveManifest answers a manifest request by tag or by digest.
+func (reg *Registry) serveManifest(w http.ResponseWriter, r *http.Request, ref string) {
+	var m index.Blob
+	if strings.Contains(ref, ":") {
+		d, err := parseDigest(ref)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		var ok bool
+		if m, ok = reg.content.Manifest(d); !ok {
+			writeError(w, r, newError(ErrManifestUnknown, "no manifest "+d.String()))
+			return
+		}
+	} else {
+		// An invalid tag can never be known: 404, as the conformance suite wants.
+		if !ValidTag(ref) || !slices.Contains(reg.tags, ref) {
+			writeError(w, r, newError(ErrManifestUnknown, "no tag "+quoteShort(ref)))
+			return
+		}
+		m = reg.content.List
+		if !acceptsList(r.Header.Values("Accept")) {
+			m = reg.content.Default().Manifest
+		}
+	}
+	h := w.Header()
+	h.Set("Content-Type", m.MediaType)
+	h.Set("Docker-Content-Digest", m.Digest.String())
+	h.Set("Etag", `"`+m.Digest.String()+`"`)
+	h.Set("Vary", "Accept")
+	if notModified(r, m.Digest) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h.Set("Content-Length", strconv.FormatInt(m.Size, 10))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(m.Data)
+	}
+}
+
+// acceptsList reports whether a request with these Accept headers may get a
+// manifest list: when it names a list type of either family, a wildcard, or
+// no type at all. Only a request that names single-manifest types and no
+// list gets a platform manifest instead.
+func acceptsList(accept []string) bool {
+	namesManifest := false
+	for _, v := range accept {
+		for _, part := range strings.Split(v, ",") {
+			mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil {
+				continue
+			}
+			switch {
+			case index.IsList(mt), mt == "*/*", mt == "application/*":
+				return true
+			case index.IsManifest(mt):
+				namesManifest = true
+			}
+		}
+	}
+	return !namesManifest
+}
+
+// serveBlob answers a blob request, with ranges.
+func (reg *Registry) serveBlob(w http.ResponseWriter, r *http.Request, ref string) {
+	d, apiErr := parseDigest(ref)
+	if apiErr != nil {
+		writeError(w, r, apiErr)
+		return
+	}
+	b, ok := reg.content.Blob(d)
+	if !ok {
+		writeError(w, r, newError(ErrBlobUnknown, "no blob "+d.String()))
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("Etag", `"`+d.String()+`"`)
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	if notModified(r, d) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	start, end := int64(0), b.Size
+	status := http.StatusOK
+	if spec := r.Header.Get("Range"); spec != "" && ifRangeMatches(r, d) {
+		rg, err := parseRange(spec, b.Size)
+		switch {
+		case err == errUnsatisfiable:
+			h.Set("Content-Range", "bytes */"+strconv.FormatInt(b.Size, 10))
+			writeError(w, r, newError(ErrRangeInvalid, "range "+quoteShort(spec)+" is outside the blob's "+strconv.FormatInt(b.Size, 10)+" bytes"))
+			return
+		case err == nil:
+			start, end = rg.start, rg.end
+			status = http.StatusPartialContent
+			h.Set("Content-Range", "bytes "+strconv.FormatInt(start, 10)+"-"+strconv.FormatInt(end-1, 10)+"/"+strconv.FormatInt(b.Size, 10))
+		}
+		// A malformed or multi-part range is ignored: the whole blob is sent.
+	}
+	h.Set("Content-Length", strconv.FormatInt(end-start, 10))
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(b.Data[start:end])
+	}
+}
+
+// serveReferrers answers the referrers API: nothing refers to quinistry's
+// images, so every subject gets an empty index.
+func (reg *Registry) serveReferrers(w http.ResponseWriter, r *http.Request, ref string) {
+	if _, err := parseDigest(ref); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if r.URL.Query().Has("artifactType") {
+		w.Header().Set("OCI-Filters-Applied", "artifactType")
+	}
+	writeJSON(w, r, index.OCI.MediaTypes().List, index.List{
+		SchemaVersion: 2, MediaType: index.OCI.MediaTypes().List, Manifests: []index.Descriptor{},
+	})
+}
+
+// servePage answers a paginated list (tags or catalog) with n and last, and
+// a Link header when more entries follow.
+func (reg *Registry) servePage(w http.ResponseWriter, r *http.Request, key string, all []string) {
+	q := r.URL.Query()
+	entries := all
+	if last := q.Get("last"); last != "" {
+		i, _ := slices.BinarySearch(entries, last)
+		for i < len(entries) && entries[i] <= last {
+			i++
+		}
+		entries = entries[i:]
+	}
+	more := false
+	if q.Has("n") {
+		n, err := strconv.Atoi(q.Get("n"))
+		if err != nil || n < 0 {
+			writeError(w, r, newError(ErrPaginationInvalid, "n must be a whole number from 0, not "+quoteShort(q.Get("n"))))
+			return
+		}
+		if n < len(entries) {
+			entries, more = entries[:n], true
+		}
+	}
+	if more && len(entries) > 0 {
+		next := url.Values{"n": {q.Get("n")}, "last": {entries[len(entries)-1]}}
+		w.Header().Set("Link", "<"+r.URL.Path+"?"+next.Encode()+`>; rel="next"`)
+	}
+	if entries == nil {
+		entries = []string{}
+	}
+	body := map[string]any{key: entries}
+	if key == "tags" {
+		body["name"] = reg.name
+	}
+	writeJSON(w, r, "application/json", body)
+}
+
+// notModified reports whether If-None-Match names the content's ETag.
+func notModified(r *http.Request, d digest.Digest) bool {
+	for _, v := range r.Header.Values("If-None-Match") {
+		for _, tag := range strings.Split(v, ",") {
+			tag = strings.TrimPrefix(strings.TrimSpace(tag), "W/")
+			if tag == "*" || tag == `"`+d.String()+`"` {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ifRangeMatches reports whether a Range request's If-Range (if any) still
+// names this blob; when it does not, the whole blob is sent.
+func ifRangeMatches(r *http.Request, d digest.Digest) bool {
+	v := r.Header.Get("If-Range")
+	return v == "" || v == `"`+d.String()+`"`
+}
+
+// writeJSON sends v as JSON.
+func writeJSON(w http.ResponseWriter, r *http.Request, contentType string, v any) {
+	body, _ := json.Marshal(v)
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+}
+
+// recorder remembers the status and size of a response for the access log.
+type recorder struct {
+	http.ResponseWriter
+	code  int
+	bytes int64
+}
+
+func (rec *recorder) WriteHeader(code int) {
+	if rec.code == 0 {
+		rec.code = code
+	}
+	rec.ResponseWriter.WriteHeader(code)
+}
+
+func (rec *recorder) Write(p []byte) (int, error) {
+	if rec.code == 0 {
+		rec.code = http.StatusOK
+	}
+	n, err := rec.ResponseWriter.Write(p)
+	rec.bytes += int64(n)
+	return n, err
+}
+
+func (rec *recorder) status() int {
+	if rec.code == 0 {
+		return http.StatusOK
+	}
+	return rec.code
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (rec *recorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs what the end-to-end tests need, at pinned versions, and prints their versions.
+# Idempotent and quick when all is present; non-interactive (CI runs it as root with no stdin).
+#   apt:  docker.io (dockerd 20.10, containerd, runc), qemu-user-static, skopeo, curl, jq, ca-certificates
+#   Go:   crane and the OCI conformance test binary, into $ROOT/.tools/bin
+# The docker CLI 28 at /usr/local/bin/docker stays first in PATH; docker.io's /usr/bin/docker is an older one.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=$ROOT/.tools/bin
+CRANE_VERSION=v0.22.1
+CONFORMANCE_MOD=github.com/opencontainers/distribution-spec/conformance
+CONFORMANCE_VERSION=v0.0.0-20260831232431-97274622c111
+# name=upstream-version glob (Debian 12); rebuilds and security updates still match
+APT_PKGS=(docker.io=20.10.24* qemu-user-static=1:7.2* skopeo=1.9.3* curl=7.88* jq=1.6* ca-certificates)
+
+export DEBIAN_FRONTEND=noninteractive GOBIN=$BIN GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
+mkdir -p "$BIN"
+
+# --- apt: only update/install when a package is missing or not at the pinned version
+missing=()
+for spec in "${APT_PKGS[@]}"; do
+  name=${spec%%=*}
+  have=$(dpkg-query -W -f='${db:Status-Abbrev}${Version}' "$name" 2>/dev/null || true)
+  # shellcheck disable=SC2053  # the version part is a glob on purpose
+  if [[ $have != ii* ]] || { [[ $spec == *=* ]] && [[ ${have#ii } != ${spec#*=} ]]; }; then
+    missing+=("$spec")
+  fi
+done
+if ((${#missing[@]})); then
+  echo "install-tools: apt-get install ${missing[*]}"
+  # keep package scripts from starting a system-wide dockerd/containerd: we start our own
+  policy=/usr/sbin/policy-rc.d
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- crane
+if [[ $("$BIN/crane" version 2>/dev/null) != "$CRANE_VERSION" ]]; then
+  echo "install-tools: go install crane@$CRANE_VERSION"
+  go install "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
+fi
+
+# --- OCI distribution-spec conformance suite, as a test binary built in a throwaway module
+if [[ ! -x $BIN/conformance.test ]]; then
+  echo "install-tools: building conformance.test ($CONFORMANCE_VERSION)"
+  tmp=$(mktemp -d)
+  (
+    cd "$tmp"
+    go mod init conformance-build >/dev/null 2>&1
+    go get "$CONFORMANCE_MOD@$CONFORMANCE_VERSION" >/dev/null 2>&1
+    go test -c -o "$BIN/conformance.test" "$CONFORMANCE_MOD"
+  ) || { rm -rf "$tmp"; echo "install-tools: conformance build failed" >&2; exit 1; }
+  rm -rf "$tmp"
+fi
+
+# --- versions (docker resolves to /usr/local/bin/docker, the CLI 28, when present)
+DOCKER=/usr/local/bin/docker; [[ -x $DOCKER ]] || DOCKER=docker
+echo "docker CLI:  $("$DOCKER" --version)"
+echo "dockerd:     $(dockerd --version)"
+echo "containerd:  $(containerd --version)"
+echo "runc:        $(runc --version | head -1)"
+echo "skopeo:      $(skopeo --version)"
+echo "qemu:        $(qemu-aarch64-static --version | head -1)"
+echo "crane:       $("$BIN/crane" version)"
+echo "conformance: $(go version -m "$BIN/conformance.test" | awk -v m="$CONFORMANCE_MOD" '$1=="mod" && $2==m {print m"@"$3}')"
+echo "curl:        $(curl --version | head -1 | cut -d' ' -f1-2)"
+echo "jq:          $(jq --version)"
