@@ -56,7 +56,7 @@ func CheckELF(path string, p Platform) error {
 		if errors.As(err, &fe) {
 			return fmt.Errorf("%s: not an ELF executable: %v", path, err)
 		}
-		return fmt.Errorf("%s: unreadable ELF header: %v", path, err)
+		return fmt.Errorf("%s: truncated or unreadable ELF file: %v", path, err)
 	}
 	if ef.Type != elf.ET_EXEC && ef.Type != elf.ET_DYN {
 		return fmt.Errorf("%s: ELF type %v is not an executable", path, ef.Type)

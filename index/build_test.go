@@ -1,0 +1,285 @@
+package index_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"debug/buildinfo"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/quinistry/quinistry/crossbuild"
+	"github.com/quinistry/quinistry/index"
+	"github.com/quinistry/quinistry/internal/testbin"
+)
+
+var (
+	amd64 = crossbuild.Platform{OS: "linux", Arch: "amd64"}
+	arm64 = crossbuild.Platform{OS: "linux", Arch: "arm64"}
+	armv7 = crossbuild.Platform{OS: "linux", Arch: "arm", Variant: "v7"}
+)
+
+// binaries returns real cross-built binaries with their build information,
+// stamped with a fake VCS state so that labels and times are exercised.
+func binaries(t testing.TB, platforms ...crossbuild.Platform) []crossbuild.Binary {
+	t.Helper()
+	var bins []crossbuild.Binary
+	for _, p := range platforms {
+		path := testbin.Build(t, p)
+		info, err := buildinfo.ReadFile(path)
+		require.NoError(t, err)
+		info.Main.Path = "github.com/quinistry/quinistry"
+		info.Settings = append(info.Settings,
+			debug.BuildSetting{Key: "vcs.revision", Value: "0123456789abcdef0123456789abcdef01234567"},
+			debug.BuildSetting{Key: "vcs.time", Value: "2026-11-27T10:00:00Z"})
+		bins = append(bins, crossbuild.Binary{Platform: p, Path: path, Info: info})
+	}
+	return bins
+}
+
+func digestOf(b []byte) string {
+	s := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(s[:])
+}
+
+func TestBuildMakesOneImagePerPlatform(t *testing.T) {
+	for _, format := range []index.Format{index.Docker, index.OCI} {
+		t.Run(string(format), func(t *testing.T) {
+			types := format.MediaTypes()
+			bins := binaries(t, amd64, arm64, armv7)
+			c, err := index.Build(context.Background(), bins, index.Options{Format: format})
+			require.NoError(t, err)
+
+			assert.Equal(t, digestOf(c.List.Data), c.List.Digest.String())
+			var list index.List
+			require.NoError(t, json.Unmarshal(c.List.Data, &list))
+			assert.Equal(t, 2, list.SchemaVersion)
+			assert.Equal(t, types.List, list.MediaType)
+			assert.Equal(t, types.List, c.List.MediaType)
+			require.Len(t, list.Manifests, 3)
+			wantPlatforms := []index.PlatformField{
+				{Architecture: "amd64", OS: "linux"},
+				{Architecture: "arm64", OS: "linux", Variant: "v8"},
+				{Architecture: "arm", OS: "linux", Variant: "v7"},
+			}
+			require.Len(t, c.Layers, 3)
+			for i, d := range list.Manifests {
+				assert.Equal(t, wantPlatforms[i], *d.Platform)
+				assert.Equal(t, types.Manifest, d.MediaType)
+
+				m, ok := c.Manifest(d.Digest)
+				require.True(t, ok)
+				assert.Equal(t, digestOf(m.Data), d.Digest.String())
+				assert.Equal(t, int64(len(m.Data)), d.Size)
+				var man index.Manifest
+				require.NoError(t, json.Unmarshal(m.Data, &man))
+				assert.Equal(t, types.Manifest, man.MediaType)
+				assert.Equal(t, types.Config, man.Config.MediaType)
+
+				// Every image carries every binary, each layer the same blob.
+				require.Len(t, man.Layers, 3)
+				for j, l := range man.Layers {
+					assert.Equal(t, types.Layer, l.MediaType)
+					assert.Equal(t, c.Layers[j].Descriptor, l)
+					blob, ok := c.Blob(l.Digest)
+					require.True(t, ok)
+					assert.Equal(t, digestOf(blob.Data), l.Digest.String())
+				}
+
+				cb, ok := c.Blob(man.Config.Digest)
+				require.True(t, ok)
+				assert.Equal(t, digestOf(cb.Data), man.Config.Digest.String())
+				var cfg index.Config
+				require.NoError(t, json.Unmarshal(cb.Data, &cfg))
+				p := bins[i].Platform
+				assert.Equal(t, p.OS, cfg.OS)
+				assert.Equal(t, p.Arch, cfg.Architecture)
+				assert.Equal(t, p.ImageVariant(), cfg.Variant)
+				assert.Equal(t, []string{"/" + p.FileName()}, cfg.Config.Entrypoint)
+				assert.Equal(t, "65532", cfg.Config.User)
+				assert.Contains(t, cfg.Config.ExposedPorts, "8080/tcp")
+				assert.Equal(t, []string{"PATH=/"}, cfg.Config.Env)
+				assert.Equal(t, "https://github.com/quinistry/quinistry", cfg.Config.Labels["org.opencontainers.image.source"])
+				assert.Equal(t, "0123456789abcdef0123456789abcdef01234567", cfg.Config.Labels["org.opencontainers.image.revision"])
+				assert.Len(t, cfg.History, 3)
+				assert.Len(t, cfg.RootFS.DiffIDs, 3)
+				require.NotNil(t, cfg.Created)
+				assert.Equal(t, "2026-11-27T10:00:00Z", cfg.Created.Format(time.RFC3339))
+
+				// One media-type family only.
+				other := index.Docker
+				if format == index.Docker {
+					other = index.OCI
+				}
+				for _, doc := range [][]byte{c.List.Data, m.Data} {
+					for _, mt := range []string{other.MediaTypes().List, other.MediaTypes().Manifest, other.MediaTypes().Config, other.MediaTypes().Layer} {
+						assert.NotContains(t, string(doc), mt)
+					}
+				}
+			}
+			assert.Equal(t, c.Images[0], c.Default())
+		})
+	}
+}
+
+func TestBuildIsDeterministic(t *testing.T) {
+	bins := binaries(t, amd64, arm64)
+	a, err := index.Build(context.Background(), bins, index.Options{})
+	require.NoError(t, err)
+	b, err := index.Build(context.Background(), bins, index.Options{})
+	require.NoError(t, err)
+	assert.Equal(t, a.List, b.List)
+	assert.Equal(t, a.Images, b.Images)
+	assert.Equal(t, a.Layers, b.Layers)
+	assert.Equal(t, index.Docker, a.Format)
+}
+
+func TestCreated(t *testing.T) {
+	epoch := time.Unix(1700000000, 0).UTC()
+	noVCS := binaries(t, amd64)
+	noVCS[0].Info = &debug.BuildInfo{}
+	tests := []struct {
+		name    string
+		bins    []crossbuild.Binary
+		created *time.Time
+		want    string
+	}{
+		{"SOURCE_DATE_EPOCH wins", binaries(t, amd64), &epoch, `"created":"2023-11-14T22:13:20Z"`},
+		{"vcs.time", binaries(t, amd64), nil, `"created":"2026-11-27T10:00:00Z"`},
+		{"neither", noVCS, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := index.Build(context.Background(), tt.bins, index.Options{Created: tt.created})
+			require.NoError(t, err)
+			cfg := string(c.Images[0].Config.Data)
+			if tt.want == "" {
+				assert.NotContains(t, cfg, "created\":")
+			} else {
+				assert.Contains(t, cfg, tt.want)
+			}
+		})
+	}
+}
+
+func TestBuildErrors(t *testing.T) {
+	_, err := index.Build(context.Background(), nil, index.Options{})
+	assert.ErrorContains(t, err, "no binaries")
+	_, err = index.Build(context.Background(), []crossbuild.Binary{{Platform: amd64, Path: filepath.Join(t.TempDir(), "gone")}}, index.Options{})
+	assert.ErrorContains(t, err, "no such file")
+	_, err = index.Build(context.Background(), binaries(t, amd64), index.Options{Format: "zip"})
+	assert.ErrorContains(t, err, "unknown format")
+}
+
+// TestFixedPoint packs binaries, takes the files back out of the served
+// layers as a container would see them, packs those, and expects the same
+// list, byte for byte.
+func TestFixedPoint(t *testing.T) {
+	for _, format := range []index.Format{index.Docker, index.OCI} {
+		t.Run(string(format), func(t *testing.T) {
+			gen1, err := index.Build(context.Background(), binaries(t, amd64, arm64), index.Options{Format: format})
+			require.NoError(t, err)
+
+			rootfs := t.TempDir()
+			var m index.Manifest
+			require.NoError(t, json.Unmarshal(gen1.Default().Manifest.Data, &m))
+			for _, l := range m.Layers {
+				blob, ok := gen1.Blob(l.Digest)
+				require.True(t, ok)
+				extract(t, blob.Data, rootfs)
+			}
+			var bins []crossbuild.Binary
+			for _, p := range []crossbuild.Platform{amd64, arm64} {
+				path := filepath.Join(rootfs, p.FileName())
+				require.NoError(t, crossbuild.CheckELF(path, p))
+				info, err := buildinfo.ReadFile(path)
+				require.NoError(t, err)
+				bins = append(bins, crossbuild.Binary{Platform: p, Path: path, Info: info})
+			}
+			orig := binaries(t, amd64, arm64)
+			for i := range bins {
+				bins[i].Info = orig[i].Info // the same build information, as read from the same bytes
+			}
+			gen2, err := index.Build(context.Background(), bins, index.Options{Format: format})
+			require.NoError(t, err)
+			assert.Equal(t, gen1.List.Digest, gen2.List.Digest)
+			assert.Equal(t, string(gen1.List.Data), string(gen2.List.Data))
+		})
+	}
+}
+
+// extract unpacks a gzip tar layer into dir.
+func extract(t *testing.T, layer []byte, dir string) {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(layer))
+	require.NoError(t, err)
+	tr := tar.NewReader(zr)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return
+		}
+		require.NoError(t, err)
+		require.False(t, strings.Contains(hdr.Name, ".."))
+		data, err := io.ReadAll(tr)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, hdr.Name), data, os.FileMode(hdr.Mode)))
+	}
+}
+
+func TestVersionTag(t *testing.T) {
+	rev := debug.BuildSetting{Key: "vcs.revision", Value: "0123456789abcdef0123"}
+	dirty := debug.BuildSetting{Key: "vcs.modified", Value: "true"}
+	tests := []struct {
+		name string
+		bi   *debug.BuildInfo
+		want string
+	}{
+		{"release", &debug.BuildInfo{Main: debug.Module{Version: "v1.2.3"}, Settings: []debug.BuildSetting{rev}}, "v1.2.3"},
+		{"pseudo-version", &debug.BuildInfo{Main: debug.Module{Version: "v0.0.0-20261127100000-0123456789ab"}, Settings: []debug.BuildSetting{rev}}, "0123456789ab"},
+		{"dirty", &debug.BuildInfo{Main: debug.Module{Version: "v0.0.0-20261127100000-0123456789ab+dirty"}, Settings: []debug.BuildSetting{rev, dirty}}, "0123456789ab-dirty"},
+		{"devel without VCS", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, ""},
+		{"nil", nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, index.VersionTag(tt.bi))
+		})
+	}
+}
+
+func TestParseFormat(t *testing.T) {
+	for _, s := range []string{"docker", "oci"} {
+		f, err := index.ParseFormat(s)
+		require.NoError(t, err)
+		assert.Equal(t, index.Format(s), f)
+	}
+	_, err := index.ParseFormat("OCI")
+	assert.ErrorContains(t, err, `unknown format "OCI"`)
+}
+
+func BenchmarkBuild(b *testing.B) {
+	all := []crossbuild.Platform{amd64, arm64, armv7}
+	for n := 1; n <= len(all); n++ {
+		bins := binaries(b, all[:n]...)
+		b.Run(fmt.Sprintf("%dplatforms", n), func(b *testing.B) {
+			for b.Loop() {
+				_, err := index.Build(context.Background(), bins, index.Options{})
+				require.NoError(b, err)
+			}
+		})
+	}
+}
