@@ -42,25 +42,25 @@ fi
 # --- crane
 if [[ $("$BIN/crane" version 2>/dev/null) != "$CRANE_VERSION" ]]; then
   echo "install-tools: go install crane@$CRANE_VERSION"
-  go install "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
+  go install "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION" 2>&1 | grep -v '^go: downloading' >&2 || true
+  [[ $("$BIN/crane" version 2>/dev/null) == "$CRANE_VERSION" ]] || { echo "install-tools: crane install failed" >&2; exit 1; }
 fi
 
 # --- OCI distribution-spec conformance suite, as a test binary built in a throwaway module
 if [[ ! -x $BIN/conformance.test ]]; then
   echo "install-tools: building conformance.test ($CONFORMANCE_VERSION)"
   tmp=$(mktemp -d)
-  (
-    cd "$tmp"
-    go mod init conformance-build >/dev/null 2>&1
-    go get "$CONFORMANCE_MOD@$CONFORMANCE_VERSION" >/dev/null 2>&1
-    go test -c -o "$BIN/conformance.test" "$CONFORMANCE_MOD"
-  ) || { rm -rf "$tmp"; echo "install-tools: conformance build failed" >&2; exit 1; }
-  rm -rf "$tmp"
+  if ! (cd "$tmp" && go mod init conformance-build && go get "$CONFORMANCE_MOD@$CONFORMANCE_VERSION" &&
+        go test -c -o "$BIN/conformance.test" "$CONFORMANCE_MOD") >"$tmp.log" 2>&1; then
+    cat "$tmp.log" >&2; rm -rf "$tmp" "$tmp.log"
+    echo "install-tools: conformance build failed" >&2; exit 1
+  fi
+  rm -rf "$tmp" "$tmp.log"
 fi
 
 # --- versions (docker resolves to /usr/local/bin/docker, the CLI 28, when present)
 DOCKER=/usr/local/bin/docker; [[ -x $DOCKER ]] || DOCKER=docker
-echo "docker CLI:  $("$DOCKER" --version)"
+echo "docker CLI:  $("$DOCKER" --version) ($DOCKER; first docker in PATH: $(command -v docker))"
 echo "dockerd:     $(dockerd --version)"
 echo "containerd:  $(containerd --version)"
 echo "runc:        $(runc --version | head -1)"

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# test.sh: every test, as README.md and .ci/run give it. Installs what the tests need (apt packages,
+# pinned Go tools), then: go vet, the unit tests with the race detector, each fuzz target for a short
+# bounded time, and the end-to-end suites against real clients. FUZZTIME (default 10s) bounds each
+# fuzz target.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+start=$(date +%s)
+stage() { printf '\n=== %s\n' "$*"; }
+
+stage "install tools"
+scripts/install-tools.sh
+
+stage "go vet"
+go vet ./...
+
+stage "unit tests"
+go test -race -count=1 ./...
+
+stage "fuzz (${FUZZTIME:-10s} each)"
+for target in $(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' . | sed 's/^func //' | sort -u); do
+  pkg=$(grep -rlE "^func $target\(" --include='*_test.go' . | head -1 | xargs dirname)
+  go test -run='^$' -fuzz="^$target\$" -fuzztime="${FUZZTIME:-10s}" "$pkg"
+done
+
+for suite in scripts/e2e-*.sh; do
+  stage "$suite"
+  "$suite"
+done
+
+echo
+echo "test.sh: all stages passed in $(($(date +%s) - start)) s"
