@@ -1,6 +1,7 @@
 package index
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -61,14 +62,9 @@ func Build(ctx context.Context, bins []crossbuild.Binary, opts Options) (*Conten
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for i, b := range bins {
 		g.Go(func() error {
-			var buf bytes.Buffer
-			info, err := layer.Write(&buf, []layer.File{{Name: b.Platform.FileName(), Path: b.Path}})
-			if err != nil {
-				return err
-			}
-			layers[i] = Blob{Descriptor: Descriptor{MediaType: types.Layer, Digest: info.Digest, Size: info.Size}, Data: buf.Bytes()}
-			diffIDs[i] = info.DiffID
-			return nil
+			blob, diffID, err := packLayer(b, types.Layer)
+			layers[i], diffIDs[i] = blob, diffID
+			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -101,6 +97,34 @@ func Build(ctx context.Context, bins []crossbuild.Binary, opts Options) (*Conten
 	}
 	c.index()
 	return c, nil
+}
+
+// packLayer packs one binary into a layer blob. The compressed bytes go to
+// an in-memory file, mapped read-only as the blob's Data, so the server can
+// send them with sendfile; where no such file can be made they stay on the
+// heap.
+func packLayer(b crossbuild.Binary, mediaType string) (Blob, digest.Digest, error) {
+	files := []layer.File{{Name: b.Platform.FileName(), Path: b.Path}}
+	f, err := newMemFile(b.Platform.FileName())
+	if err != nil {
+		var buf bytes.Buffer
+		info, err := layer.Write(&buf, files)
+		return Blob{Descriptor: Descriptor{MediaType: mediaType, Digest: info.Digest, Size: info.Size}, Data: buf.Bytes()}, info.DiffID, err
+	}
+	w := bufio.NewWriterSize(f, 256<<10)
+	info, err := layer.Write(w, files)
+	if err == nil {
+		err = w.Flush()
+	}
+	var data []byte
+	if err == nil {
+		data, err = mapFile(f, info.Size)
+	}
+	if err != nil {
+		f.Close()
+		return Blob{}, "", err
+	}
+	return Blob{Descriptor: Descriptor{MediaType: mediaType, Digest: info.Digest, Size: info.Size}, Data: data, File: f}, info.DiffID, nil
 }
 
 // imageConfig is the config of the image that starts binary b.

@@ -1,6 +1,10 @@
 package index
 
 import (
+	"errors"
+	"fmt"
+	"os"
+
 	"github.com/opencontainers/go-digest"
 
 	"github.com/quinistry/quinistry/crossbuild"
@@ -9,7 +13,11 @@ import (
 // Blob is content addressed by its digest.
 type Blob struct {
 	Descriptor
+	// Data is the content. For layers it is a read-only mapping of File.
 	Data []byte
+	// File, when not nil, holds the same bytes as Data in an in-memory
+	// file, so that they can be sent with sendfile.
+	File *os.File
 }
 
 // Image is one platform's image: its manifest and its config.
@@ -75,4 +83,37 @@ func (c *Content) ImageSize(img Image) int64 {
 		n += l.Size
 	}
 	return n
+}
+
+// Close releases the memory files and mappings that hold the layers. The
+// content must not be used afterwards.
+func (c *Content) Close() error {
+	var errs []error
+	for i, l := range c.Layers {
+		if l.File == nil {
+			continue
+		}
+		errs = append(errs, unmap(l.Data), l.File.Close())
+		c.Layers[i].Data, c.Layers[i].File = nil, nil
+	}
+	return errors.Join(errs...)
+}
+
+// Verify re-hashes every manifest and blob against its digest and size, so
+// that a server never reports ready with content it would serve wrong.
+func (c *Content) Verify() error {
+	all := []Blob{c.List}
+	for _, img := range c.Images {
+		all = append(all, img.Manifest, img.Config)
+	}
+	all = append(all, c.Layers...)
+	for _, b := range all {
+		if int64(len(b.Data)) != b.Size {
+			return fmt.Errorf("self-check: %s holds %d bytes, not %d", b.Digest, len(b.Data), b.Size)
+		}
+		if got := b.Digest.Algorithm().FromBytes(b.Data); got != b.Digest {
+			return fmt.Errorf("self-check: %s hashes to %s", b.Digest, got)
+		}
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/quinistry/quinistry/crossbuild"
 	"github.com/quinistry/quinistry/index"
@@ -23,6 +24,9 @@ type serveConfig struct {
 	Siblings  string
 	Platforms []crossbuild.Platform
 	LogFormat string
+	// ShutdownTimeout bounds how long in-flight requests may run on after
+	// SIGTERM or SIGINT.
+	ShutdownTimeout time.Duration
 }
 
 // envPrefix starts the environment variable that stands for each flag:
@@ -46,6 +50,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	siblings := fs.String("siblings", "", "directory holding quinistry-<os>-<arch> binaries (default: the executable's directory)")
 	platforms := fs.String("platforms", "", "platforms to serve, comma-separated (default: every binary found)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
+	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "how long in-flight downloads may finish after SIGTERM/SIGINT")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: quinistry [serve] [flags] | quinistry version\n\nflags (each also read from QUINISTRY_<NAME>):\n")
 		fs.SetOutput(stderr)
@@ -76,7 +81,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		return serveConfig{}, envErr
 	}
 
-	cfg := serveConfig{Addr: *addr, Name: *name, Tag: *tag, Siblings: *siblings, LogFormat: *logFormat}
+	cfg := serveConfig{Addr: *addr, Name: *name, Tag: *tag, Siblings: *siblings, LogFormat: *logFormat, ShutdownTimeout: *shutdownTimeout}
 	var err error
 	if cfg.Format, err = index.ParseFormat(*format); err != nil {
 		return cfg, usageError{err}
@@ -91,6 +96,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if !registry.ValidTag(cfg.Tag) {
 		return cfg, usageError{fmt.Errorf("invalid tag %q: use letters, digits, . _ - (at most 128)", cfg.Tag)}
+	}
+	if cfg.ShutdownTimeout < 0 {
+		return cfg, usageError{fmt.Errorf("--shutdown-timeout must not be negative")}
 	}
 	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
 		return cfg, usageError{fmt.Errorf("unknown log format %q: want text or json", cfg.LogFormat)}

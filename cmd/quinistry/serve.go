@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/quinistry/quinistry/crossbuild"
@@ -19,7 +20,9 @@ import (
 	"github.com/quinistry/quinistry/registry"
 )
 
-// serve packs the image and serves it until ctx ends.
+// serve listens, packs the image, and serves it until ctx ends. It listens
+// first, so that a busy address fails at once and clients that connect
+// while the image is packed wait for it rather than being refused.
 func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	start := time.Now()
 	log := newLogger(cfg.LogFormat, stderr)
@@ -28,11 +31,26 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", cfg.Addr, errors.Unwrap(err))
 	}
-	defer ln.Close()
+	front := newFrontDoor()
+	srv := &http.Server{
+		Handler:           front,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+
 	content, err := pack(ctx, cfg, log)
+	if err == nil {
+		err = content.Verify()
+	}
 	if err != nil {
+		srv.Close()
 		return err
 	}
+	defer content.Close()
 
 	tags := []string{cfg.Tag}
 	if bi, ok := debug.ReadBuildInfo(); ok {
@@ -45,30 +63,67 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		log.Info("image", "platform", img.Platform.String(), "digest", img.Manifest.Digest.String(), "size", content.ImageSize(img))
 	}
 	log.Info("list", "digest", content.List.Digest.String(), "media_type", content.List.MediaType, "tags", reg.Tags())
+	front.open(reg)
 	log.Info("ready", "addr", ln.Addr().String(), "startup", time.Since(start).Round(time.Microsecond),
 		"pull", "docker pull "+pullHost(ln.Addr())+"/"+cfg.Name+":"+cfg.Tag)
 
-	srv := &http.Server{
-		Handler:           reg,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
 	select {
 	case err := <-done:
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+		srv.Close()
+		log.Warn("in-flight requests cut off at the shutdown timeout")
 	}
+	log.Info("stopped")
 	return nil
+}
+
+// frontDoor answers health checks at once and hands registry requests to
+// the registry as soon as the image is packed; until then they wait.
+type frontDoor struct {
+	reg   atomic.Pointer[registry.Registry]
+	ready chan struct{}
+}
+
+func newFrontDoor() *frontDoor { return &frontDoor{ready: make(chan struct{})} }
+
+// open lets requests through to reg.
+func (f *frontDoor) open(reg *registry.Registry) {
+	f.reg.Store(reg)
+	close(f.ready)
+}
+
+func (f *frontDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/healthz":
+		plain(w, http.StatusOK, "ok\n")
+		return
+	case "/readyz":
+		if f.reg.Load() == nil {
+			plain(w, http.StatusServiceUnavailable, "packing\n")
+		} else {
+			plain(w, http.StatusOK, "ready\n")
+		}
+		return
+	}
+	select {
+	case <-f.ready:
+		f.reg.Load().ServeHTTP(w, r)
+	case <-r.Context().Done():
+	}
+}
+
+// plain writes a short text response.
+func plain(w http.ResponseWriter, status int, text string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(text)))
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, text)
 }
 
 // pack finds the binaries and builds the image content.
