@@ -293,3 +293,21 @@ func BenchmarkBuild(b *testing.B) {
 		})
 	}
 }
+
+func TestVerify(t *testing.T) {
+	c, err := index.Build(context.Background(), binaries(t, amd64, arm64), index.Options{})
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.Verify())
+
+	corrupt := *c
+	corrupt.Images = append([]index.Image(nil), c.Images...)
+	cfg := append([]byte(nil), c.Images[1].Config.Data...)
+	cfg[0] ^= 1
+	corrupt.Images[1].Config.Data = cfg
+	assert.ErrorContains(t, corrupt.Verify(), "self-check: "+c.Images[1].Config.Digest.String()+" hashes to")
+
+	short := *c
+	short.List.Data = c.List.Data[:len(c.List.Data)-1]
+	assert.ErrorContains(t, short.Verify(), "self-check")
+}
