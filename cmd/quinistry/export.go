@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/quinistry/quinistry/crossbuild"
+	"github.com/quinistry/quinistry/export"
+	"github.com/quinistry/quinistry/index"
+	"github.com/quinistry/quinistry/registry"
+)
+
+// exportConfig is what the export command was asked to do.
+type exportConfig struct {
+	pack      serveConfig
+	LayoutDir string
+	TarFile   string
+	Platform  crossbuild.Platform
+}
+
+// parseExportFlags reads the export command's flags.
+func parseExportFlags(args []string, stderr io.Writer) (exportConfig, error) {
+	fs := flag.NewFlagSet("quinistry export", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	layoutDir := fs.String("oci-layout", "", "write an OCI image layout into this directory")
+	tarFile := fs.String("tar", "", "write the OCI image layout as a tar to this file (- for standard output), for docker load")
+	name := fs.String("name", "quinistry", "repository name the image is given")
+	tag := fs.String("tag", "latest", "tag the image is given")
+	format := fs.String("format", "docker", "media-type family: docker or oci")
+	siblings := fs.String("siblings", "", "directory holding quinistry-<os>-<arch> binaries (default: the executable's directory)")
+	platforms := fs.String("platforms", "", "platforms to pack, comma-separated (default: every binary found)")
+	platform := fs.String("platform", crossbuild.Current().String(), "platform the tar's docker-save manifest.json points at")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: quinistry export (--oci-layout DIR | --tar FILE) [flags]\n\nflags:\n")
+		fs.SetOutput(stderr)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
+			return exportConfig{}, usageError{errors.New("help requested")}
+		}
+		return exportConfig{}, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return exportConfig{}, usageError{fmt.Errorf("export: unexpected argument %q (see --help)", fs.Arg(0))}
+	}
+	cfg := exportConfig{LayoutDir: *layoutDir, TarFile: *tarFile, pack: serveConfig{Name: *name, Tag: *tag, Siblings: *siblings, LogFormat: "text"}}
+	if cfg.LayoutDir == "" && cfg.TarFile == "" {
+		return cfg, usageError{errors.New("export: give --oci-layout DIR or --tar FILE")}
+	}
+	var err error
+	if cfg.pack.Format, err = index.ParseFormat(*format); err != nil {
+		return cfg, usageError{err}
+	}
+	if *platforms != "" {
+		if cfg.pack.Platforms, err = crossbuild.ParsePlatforms(*platforms); err != nil {
+			return cfg, usageError{err}
+		}
+	}
+	if cfg.Platform, err = crossbuild.ParsePlatform(*platform); err != nil {
+		return cfg, usageError{err}
+	}
+	if !registry.ValidName(cfg.pack.Name) {
+		return cfg, usageError{fmt.Errorf("invalid repository name %q: use lower-case letters, digits and . _ - / separators", cfg.pack.Name)}
+	}
+	if !registry.ValidTag(cfg.pack.Tag) {
+		return cfg, usageError{fmt.Errorf("invalid tag %q: use letters, digits, . _ - (at most 128)", cfg.pack.Tag)}
+	}
+	return cfg, nil
+}
+
+// runExport packs the image and writes it out, then prints the list digest.
+func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseExportFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := newLogger("text", stderr)
+	content, err := pack(ctx, cfg.pack, log)
+	if err != nil {
+		return err
+	}
+	opts := export.Options{Name: cfg.pack.Name, Tag: cfg.pack.Tag, Platform: cfg.Platform}
+	if !hasPlatform(content, cfg.Platform) {
+		opts.Platform = content.Default().Platform
+	}
+	if cfg.LayoutDir != "" {
+		if err := export.WriteDir(cfg.LayoutDir, content, opts); err != nil {
+			return err
+		}
+		log.Info("exported", "oci_layout", cfg.LayoutDir, "list", content.List.Digest.String())
+	}
+	if cfg.TarFile != "" {
+		if err := export.WriteTarFile(cfg.TarFile, stdout, content, opts); err != nil {
+			return err
+		}
+		log.Info("exported", "tar", cfg.TarFile, "list", content.List.Digest.String(),
+			"load", "docker load -i "+cfg.TarFile, "image", export.FamiliarName(opts.Name)+":"+opts.Tag)
+	}
+	if cfg.TarFile != "-" {
+		fmt.Fprintln(stdout, content.List.Digest)
+	}
+	return nil
+}
+
+// hasPlatform reports whether the content holds an image for p.
+func hasPlatform(c *index.Content, p crossbuild.Platform) bool {
+	for _, img := range c.Images {
+		if img.Platform == p {
+			return true
+		}
+	}
+	return false
+}
