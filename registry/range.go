@@ -48,7 +48,8 @@ func parseRange(spec string, size int64) (byteRange, error) {
 		if err != nil || e < start {
 			return byteRange{}, errBadRange
 		}
-		end = min(e+1, size)
+		// Clamp before adding one: e+1 overflows when e is MaxInt64.
+		end = min(e, size-1) + 1
 	}
 	if start >= size {
 		return byteRange{}, errUnsatisfiable

@@ -182,6 +182,10 @@ func (reg *Registry) serveBlob(w http.ResponseWriter, r *http.Request, ref strin
 		rg, err := parseRange(spec, b.Size)
 		switch {
 		case err == errUnsatisfiable:
+			// The error is not the blob: no ETag, and nothing that lets a
+			// cache keep it for a year (as http.ServeContent does).
+			h.Del("Etag")
+			h.Del("Cache-Control")
 			h.Set("Content-Range", "bytes */"+strconv.FormatInt(b.Size, 10))
 			writeError(w, r, newError(ErrRangeInvalid, "range "+quoteShort(spec)+" is outside the blob's "+strconv.FormatInt(b.Size, 10)+" bytes"))
 			return

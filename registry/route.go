@@ -83,8 +83,10 @@ func parseRoute(path string) (route, bool, *apiError) {
 		rt := route{kind: e.kind, name: rest[:i]}
 		if !e.exact {
 			rt.ref = rest[i+len(e.marker):]
-			if e.kind != routeUpload && (rt.ref == "" || strings.Contains(rt.ref, "/")) {
-				return route{}, false, nil
+			// Not this endpoint: the marker is part of the name, as in
+			// a/manifests/b/blobs/<digest>. Try the others.
+			if strings.Contains(rt.ref, "/") || (rt.ref == "" && e.kind != routeUpload) {
+				continue
 			}
 		}
 		if !ValidName(rt.name) {
