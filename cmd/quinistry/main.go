@@ -46,6 +46,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			fmt.Fprintln(stdout, versionLine())
 			return nil
+		case "push":
+			return runPush(ctx, args[1:], os.Stdin, stdout, stderr)
 		case "export":
 			return runExport(ctx, args[1:], stdout, stderr)
 		case "serve":
