@@ -2,10 +2,12 @@ package registry
 
 import (
 	"encoding/json"
+	"io"
 	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,6 +25,10 @@ type Registry struct {
 	tags    []string
 	content *index.Content
 	log     *slog.Logger
+	// streams holds a token for every blob download in flight; nil means
+	// no limit.
+	streams chan struct{}
+	metrics metrics
 }
 
 // New returns a registry serving c as repository name under tags.
@@ -34,6 +40,16 @@ func New(c *index.Content, name string, tags []string, log *slog.Logger) *Regist
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Registry{name: name, tags: t, content: c, log: log}
+}
+
+// LimitStreams caps the blob downloads sent at once at n (0: no limit).
+// A download beyond the cap gets 429 TOOMANYREQUESTS with Retry-After. Call
+// it before serving.
+func (reg *Registry) LimitStreams(n int) {
+	reg.streams = nil
+	if n > 0 {
+		reg.streams = make(chan struct{}, n)
+	}
 }
 
 // Name returns the repository name served.
@@ -48,13 +64,18 @@ func (reg *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &recorder{ResponseWriter: w}
 	rec.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 	reg.serve(rec, r)
+	reg.metrics.observe(rec.route, rec.status(), rec.bytes)
 	reg.log.Info("request",
-		"method", r.Method, "path", r.URL.RequestURI(), "status", rec.status(),
+		"method", r.Method, "path", r.URL.RequestURI(), "route", rec.route, "status", rec.status(),
 		"bytes", rec.bytes, "duration", time.Since(start), "user_agent", r.UserAgent())
 }
 
-func (reg *Registry) serve(w http.ResponseWriter, r *http.Request) {
+func (reg *Registry) serve(w *recorder, r *http.Request) {
 	rt, ok, err := parseRoute(r.URL.EscapedPath())
+	w.route = "unknown"
+	if ok {
+		w.route = routeNames[rt.kind]
+	}
 	if !ok {
 		writeError(w, r, newError(ErrNotFound, "no such API endpoint "+quoteShort(r.URL.Path)))
 		return
@@ -196,11 +217,46 @@ func (reg *Registry) serveBlob(w http.ResponseWriter, r *http.Request, ref strin
 		}
 		// A malformed or multi-part range is ignored: the whole blob is sent.
 	}
+	if r.Method == http.MethodHead {
+		h.Set("Content-Length", strconv.FormatInt(end-start, 10))
+		w.WriteHeader(status)
+		return
+	}
+	if reg.streams != nil {
+		select {
+		case reg.streams <- struct{}{}:
+			defer func() { <-reg.streams }()
+		default:
+			for _, k := range []string{"Etag", "Cache-Control", "Content-Range", "Accept-Ranges", "Docker-Content-Digest"} {
+				h.Del(k)
+			}
+			h.Set("Retry-After", "1")
+			writeError(w, r, newError(ErrTooManyRequests, "too many blob downloads at once; retry shortly"))
+			return
+		}
+	}
+	reg.metrics.streams.Add(1)
+	defer reg.metrics.streams.Add(-1)
 	h.Set("Content-Length", strconv.FormatInt(end-start, 10))
 	w.WriteHeader(status)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write(b.Data[start:end])
+	sendBlob(w, b, start, end)
+}
+
+// sendBlob writes bytes [start, end) of b. A layer held in a memory file is
+// sent from a private descriptor of that file, so that net/http can use
+// sendfile and the bytes never pass through user space.
+func sendBlob(w io.Writer, b index.Blob, start, end int64) {
+	if b.File != nil {
+		f, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(b.File.Fd())))
+		if err == nil {
+			defer f.Close()
+			if _, err := f.Seek(start, io.SeekStart); err == nil {
+				_, _ = io.CopyN(w, f, end-start)
+				return
+			}
+		}
 	}
+	_, _ = w.Write(b.Data[start:end])
 }
 
 // serveReferrers answers the referrers API: nothing refers to quinistry's
@@ -290,6 +346,7 @@ func writeJSON(w http.ResponseWriter, r *http.Request, contentType string, v any
 // recorder remembers the status and size of a response for the access log.
 type recorder struct {
 	http.ResponseWriter
+	route string
 	code  int
 	bytes int64
 }
@@ -307,6 +364,23 @@ func (rec *recorder) Write(p []byte) (int, error) {
 	}
 	n, err := rec.ResponseWriter.Write(p)
 	rec.bytes += int64(n)
+	return n, err
+}
+
+// ReadFrom hands a copy to the underlying writer's ReadFrom, which is what
+// lets net/http send a file with sendfile.
+func (rec *recorder) ReadFrom(src io.Reader) (int64, error) {
+	if rec.code == 0 {
+		rec.code = http.StatusOK
+	}
+	var n int64
+	var err error
+	if rf, ok := rec.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{rec.ResponseWriter}, src)
+	}
+	rec.bytes += n
 	return n, err
 }
 

@@ -27,6 +27,8 @@ type serveConfig struct {
 	// ShutdownTimeout bounds how long in-flight requests may run on after
 	// SIGTERM or SIGINT.
 	ShutdownTimeout time.Duration
+	// MaxStreams caps concurrent blob downloads (0: no cap).
+	MaxStreams int
 }
 
 // envPrefix starts the environment variable that stands for each flag:
@@ -50,6 +52,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	siblings := fs.String("siblings", "", "directory holding quinistry-<os>-<arch> binaries (default: the executable's directory)")
 	platforms := fs.String("platforms", "", "platforms to serve, comma-separated (default: every binary found)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
+	maxStreams := fs.Int("max-streams", 1024, "most blob downloads sent at once; more get 429 with Retry-After (0: no limit)")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "how long in-flight downloads may finish after SIGTERM/SIGINT")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: quinistry [serve] [flags] | quinistry version\n\nflags (each also read from QUINISTRY_<NAME>):\n")
@@ -81,7 +84,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		return serveConfig{}, envErr
 	}
 
-	cfg := serveConfig{Addr: *addr, Name: *name, Tag: *tag, Siblings: *siblings, LogFormat: *logFormat, ShutdownTimeout: *shutdownTimeout}
+	cfg := serveConfig{Addr: *addr, Name: *name, Tag: *tag, Siblings: *siblings, LogFormat: *logFormat, ShutdownTimeout: *shutdownTimeout, MaxStreams: *maxStreams}
 	var err error
 	if cfg.Format, err = index.ParseFormat(*format); err != nil {
 		return cfg, usageError{err}
@@ -96,6 +99,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if !registry.ValidTag(cfg.Tag) {
 		return cfg, usageError{fmt.Errorf("invalid tag %q: use letters, digits, . _ - (at most 128)", cfg.Tag)}
+	}
+	if cfg.MaxStreams < 0 {
+		return cfg, usageError{fmt.Errorf("--max-streams must not be negative")}
 	}
 	if cfg.ShutdownTimeout < 0 {
 		return cfg, usageError{fmt.Errorf("--shutdown-timeout must not be negative")}

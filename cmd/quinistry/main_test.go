@@ -24,7 +24,7 @@ func TestParseServeFlags(t *testing.T) {
 		wantErr string
 	}{
 		{name: "defaults", check: func(t *testing.T, cfg serveConfig) {
-			assert.Equal(t, serveConfig{Addr: ":8080", Name: "quinistry", Tag: "latest", Format: index.Docker, LogFormat: "text", ShutdownTimeout: 30 * time.Second}, cfg)
+			assert.Equal(t, serveConfig{Addr: ":8080", Name: "quinistry", Tag: "latest", Format: index.Docker, LogFormat: "text", ShutdownTimeout: 30 * time.Second, MaxStreams: 1024}, cfg)
 		}},
 		{name: "flags", args: []string{"--addr", "127.0.0.1:0", "--name", "team/q", "--tag", "v1", "--format", "oci", "--platforms", "linux/arm64,linux/amd64", "--siblings", "/x", "--log-format", "json"},
 			check: func(t *testing.T, cfg serveConfig) {
@@ -51,6 +51,7 @@ func TestParseServeFlags(t *testing.T) {
 		{name: "bad tag", args: []string{"--tag", "-x"}, wantErr: "invalid tag"},
 		{name: "bad log format", args: []string{"--log-format", "xml"}, wantErr: "unknown log format"},
 		{name: "negative shutdown timeout", args: []string{"--shutdown-timeout=-1s"}, wantErr: "must not be negative"},
+		{name: "negative stream cap", args: []string{"--max-streams=-1"}, wantErr: "must not be negative"},
 		{name: "unknown flag", args: []string{"--nope"}, wantErr: "flag provided but not defined: -nope"},
 		{name: "extra argument", args: []string{"extra"}, wantErr: `unexpected argument "extra"`},
 	}

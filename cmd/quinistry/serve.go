@@ -10,8 +10,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -42,10 +44,12 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 
+	packStart := time.Now()
 	content, err := pack(ctx, cfg, log)
 	if err == nil {
 		err = content.Verify()
 	}
+	packTime := time.Since(packStart)
 	if err != nil {
 		srv.Close()
 		return err
@@ -59,11 +63,12 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		}
 	}
 	reg := registry.New(content, cfg.Name, tags, log)
+	reg.LimitStreams(cfg.MaxStreams)
 	for _, img := range content.Images {
 		log.Info("image", "platform", img.Platform.String(), "digest", img.Manifest.Digest.String(), "size", content.ImageSize(img))
 	}
 	log.Info("list", "digest", content.List.Digest.String(), "media_type", content.List.MediaType, "tags", reg.Tags())
-	front.open(reg)
+	front.open(reg, packTime)
 	log.Info("ready", "addr", ln.Addr().String(), "startup", time.Since(start).Round(time.Microsecond),
 		"pull", "docker pull "+pullHost(ln.Addr())+"/"+cfg.Name+":"+cfg.Tag)
 
@@ -86,14 +91,16 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 // frontDoor answers health checks at once and hands registry requests to
 // the registry as soon as the image is packed; until then they wait.
 type frontDoor struct {
-	reg   atomic.Pointer[registry.Registry]
-	ready chan struct{}
+	reg      atomic.Pointer[registry.Registry]
+	ready    chan struct{}
+	packTime time.Duration
 }
 
 func newFrontDoor() *frontDoor { return &frontDoor{ready: make(chan struct{})} }
 
 // open lets requests through to reg.
-func (f *frontDoor) open(reg *registry.Registry) {
+func (f *frontDoor) open(reg *registry.Registry, packTime time.Duration) {
+	f.packTime = packTime
 	f.reg.Store(reg)
 	close(f.ready)
 }
@@ -110,12 +117,36 @@ func (f *frontDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			plain(w, http.StatusOK, "ready\n")
 		}
 		return
+	case "/metrics":
+		f.writeMetrics(w)
+		return
 	}
 	select {
 	case <-f.ready:
 		f.reg.Load().ServeHTTP(w, r)
 	case <-r.Context().Done():
 	}
+}
+
+// writeMetrics serves the Prometheus text format: build information,
+// packing time and, once ready, the registry's counters.
+func (f *frontDoor) writeMetrics(w http.ResponseWriter) {
+	var b strings.Builder
+	version, revision := "(devel)", ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		version, revision = bi.Main.Version, index.Setting(bi, "vcs.revision")
+	}
+	fmt.Fprintf(&b, "# HELP quinistry_build_info The running binary.\n# TYPE quinistry_build_info gauge\n"+
+		"quinistry_build_info{version=%q,revision=%q,goversion=%q,platform=%q} 1\n",
+		version, revision, runtime.Version(), crossbuild.Current().String())
+	reg := f.reg.Load()
+	fmt.Fprintf(&b, "# HELP quinistry_ready Whether the image is packed and served.\n# TYPE quinistry_ready gauge\nquinistry_ready %d\n", map[bool]int{false: 0, true: 1}[reg != nil])
+	if reg != nil {
+		fmt.Fprintf(&b, "# HELP quinistry_pack_seconds Time taken to pack and self-check the image.\n# TYPE quinistry_pack_seconds gauge\nquinistry_pack_seconds %g\n", f.packTime.Seconds())
+		_ = reg.WriteMetrics(&b)
+	}
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	plain(w, http.StatusOK, b.String())
 }
 
 // plain writes a short text response.

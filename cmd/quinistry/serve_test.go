@@ -24,6 +24,7 @@ func TestFrontDoor(t *testing.T) {
 
 	assert.Equal(t, http.StatusOK, get(context.Background(), "/healthz").Code)
 	assert.Equal(t, http.StatusServiceUnavailable, get(context.Background(), "/readyz").Code)
+	assert.Contains(t, get(context.Background(), "/metrics").Body.String(), "quinistry_ready 0\n")
 
 	// A registry request made while packing waits, and gives up with its client.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -39,9 +40,16 @@ func TestFrontDoor(t *testing.T) {
 
 	// Once open, a waiting request is answered by the registry.
 	go func() { waited <- get(context.Background(), "/v2/") }()
-	front.open(registry.New(&index.Content{}, "quinistry", []string{"latest"}, nil))
+	front.open(registry.New(&index.Content{}, "quinistry", []string{"latest"}, nil), time.Second)
 	rec := <-waited
 	require.Equal(t, http.StatusOK, rec.Code)
 	assert.Equal(t, "registry/2.0", rec.Header().Get("Docker-Distribution-API-Version"))
 	assert.Equal(t, http.StatusOK, get(context.Background(), "/readyz").Code)
+
+	metrics := get(context.Background(), "/metrics")
+	assert.Equal(t, http.StatusOK, metrics.Code)
+	assert.Contains(t, metrics.Body.String(), "quinistry_ready 1\n")
+	assert.Contains(t, metrics.Body.String(), "quinistry_pack_seconds 1\n")
+	assert.Contains(t, metrics.Body.String(), `quinistry_requests_total{route="base",status="200"} 1`)
+	assert.Contains(t, metrics.Body.String(), "quinistry_build_info{")
 }

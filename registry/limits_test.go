@@ -1,0 +1,101 @@
+package registry
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/quinistry/quinistry/index"
+)
+
+func TestLimitStreams(t *testing.T) {
+	reg, c := newTestRegistry(t, index.Docker)
+	reg.LimitStreams(1)
+	layer := "/v2/"+testName+"/blobs/" + c.Layers[0].Digest.String()
+
+	reg.streams <- struct{}{} // a download in flight takes the only slot
+	resp, body := get(t, reg, layer)
+	requireError(t, resp, body, ErrTooManyRequests)
+	assert.Equal(t, "1", resp.Header.Get("Retry-After"))
+	assert.Empty(t, resp.Header.Get("Docker-Content-Digest"))
+	assert.Empty(t, resp.Header.Get("Cache-Control"))
+
+	// HEAD and manifests are not downloads: they are never refused.
+	head, _ := serve(t, reg, request{method: http.MethodHead, target: layer})
+	assert.Equal(t, http.StatusOK, head.StatusCode)
+	m, _ := get(t, reg, "/v2/"+testName+"/manifests/latest")
+	assert.Equal(t, http.StatusOK, m.StatusCode)
+
+	<-reg.streams // it ends
+	resp, body = get(t, reg, layer)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, c.Layers[0].Data, body)
+	assert.Len(t, reg.streams, 0, "the slot is given back")
+}
+
+// TestSendBlobFromFile checks that a layer held in a memory file is sent
+// whole and in ranges over a real connection, where net/http can use
+// sendfile.
+func TestSendBlobFromFile(t *testing.T) {
+	reg, c := newTestRegistry(t, index.OCI)
+	srv := httptest.NewServer(reg)
+	defer srv.Close()
+	l := c.Layers[1]
+	require.NotNil(t, l.File)
+	for _, tt := range []struct {
+		rangeHeader string
+		want        []byte
+	}{
+		{"", l.Data},
+		{"bytes=10-", l.Data[10:]},
+		{"bytes=5-20", l.Data[5:21]},
+		{"bytes=-7", l.Data[len(l.Data)-7:]},
+	} {
+		req, err := http.NewRequest(http.MethodGet, srv.URL+"/v2/"+testName+"/blobs/"+l.Digest.String(), nil)
+		require.NoError(t, err)
+		if tt.rangeHeader != "" {
+			req.Header.Set("Range", tt.rangeHeader)
+		}
+		resp, err := srv.Client().Do(req)
+		require.NoError(t, err)
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		assert.True(t, bytes.Equal(tt.want, got), "range %q", tt.rangeHeader)
+	}
+}
+
+func TestWriteMetrics(t *testing.T) {
+	reg, c := newTestRegistry(t, index.Docker)
+	reg.LimitStreams(8)
+	get(t, reg, "/v2/")
+	get(t, reg, "/v2/"+testName+"/manifests/latest")
+	get(t, reg, "/v2/"+testName+"/manifests/latest")
+	_, blob := get(t, reg, "/v2/"+testName+"/blobs/"+c.Layers[0].Digest.String())
+	get(t, reg, "/v2/"+testName+"/blobs/sha256:"+string(bytes.Repeat([]byte("0"), 64)))
+	get(t, reg, "/nope")
+
+	var out bytes.Buffer
+	require.NoError(t, reg.WriteMetrics(&out))
+	text := out.String()
+	for _, line := range []string{
+		`quinistry_requests_total{route="base",status="200"} 1`,
+		`quinistry_requests_total{route="manifest",status="200"} 2`,
+		`quinistry_requests_total{route="blob",status="200"} 1`,
+		`quinistry_requests_total{route="blob",status="404"} 1`,
+		`quinistry_requests_total{route="unknown",status="404"} 1`,
+		"quinistry_blob_streams_in_flight 0",
+		"quinistry_blob_streams_limit 8",
+		"# TYPE quinistry_requests_total counter",
+	} {
+		assert.Contains(t, text, line+"\n")
+	}
+	assert.Regexp(t, `quinistry_response_bytes_total (\d+)`, text)
+	assert.NotContains(t, text, "quinistry_response_bytes_total 0\n")
+	assert.Greater(t, len(blob), 0)
+}
