@@ -382,4 +382,3 @@ func (p *pusher) manifest(ctx context.Context, m index.Blob, reference, what str
 	}
 	return nil
 }
-
