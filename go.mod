@@ -7,6 +7,8 @@ require (
 	golang.org/x/sync v0.25.0
 )
 
+require github.com/klauspost/compress v1.20.4
+
 require (
 	github.com/stretchr/testify v1.12.1
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
