@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -49,7 +48,8 @@ type Info struct {
 // Write packs files into w as a gzip-compressed tar and describes what it
 // wrote. Entries are sorted by name, with mode Mode, owner 0:0, no user or
 // group names and a zero modification time; the gzip header carries no name
-// and no time.
+// and no time. The stream is a series of gzip members, one per ChunkSize
+// bytes of tar, compressed concurrently.
 func Write(w io.Writer, files []File) (Info, error) {
 	sorted := slices.Clone(files)
 	slices.SortFunc(sorted, func(a, b File) int { return strings.Compare(a.Name, b.Name) })
@@ -61,21 +61,22 @@ func Write(w io.Writer, files []File) (Info, error) {
 
 	compressed := digest.Canonical.Digester()
 	counter := &countingWriter{w: io.MultiWriter(w, compressed.Hash())}
-	zw, err := gzip.NewWriterLevel(counter, Level)
-	if err != nil {
-		return Info{}, err
-	}
+	zw := newMemberWriter(counter)
 	uncompressed := digest.Canonical.Digester()
 	tw := tar.NewWriter(io.MultiWriter(zw, uncompressed.Hash()))
+	var err error
 	for _, f := range sorted {
-		if err := writeFile(tw, f); err != nil {
-			return Info{}, err
+		if err == nil {
+			err = writeFile(tw, f)
 		}
 	}
-	if err := tw.Close(); err != nil {
-		return Info{}, err
+	if err == nil {
+		err = tw.Close()
 	}
-	if err := zw.Close(); err != nil {
+	if zerr := zw.Close(); err == nil {
+		err = zerr
+	}
+	if err != nil {
 		return Info{}, err
 	}
 	return Info{Digest: compressed.Digest(), Size: counter.n, DiffID: uncompressed.Digest()}, nil

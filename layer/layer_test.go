@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -152,4 +153,42 @@ func BenchmarkWrite(b *testing.B) {
 			}
 		})
 	}
+}
+
+func TestWriteIsOneGzipMemberPerChunkWhateverTheCores(t *testing.T) {
+	files := writeFiles(t, map[string]int{"quinistry-linux-amd64": 3*ChunkSize + 12345})
+	var outputs [][]byte
+	for _, procs := range []int{1, 2, 4} {
+		prev := runtime.GOMAXPROCS(procs)
+		var buf bytes.Buffer
+		_, err := Write(&buf, files)
+		runtime.GOMAXPROCS(prev)
+		require.NoError(t, err)
+		outputs = append(outputs, buf.Bytes())
+	}
+	assert.Equal(t, outputs[0], outputs[1])
+	assert.Equal(t, outputs[0], outputs[2])
+
+	// Count the members, reading one at a time: every one but the last
+	// holds exactly ChunkSize bytes of tar.
+	r := bytes.NewReader(outputs[0])
+	zr, err := gzip.NewReader(r)
+	require.NoError(t, err)
+	var sizes []int64
+	for {
+		zr.Multistream(false)
+		n, err := io.Copy(io.Discard, zr)
+		require.NoError(t, err)
+		sizes = append(sizes, n)
+		if err := zr.Reset(r); err == io.EOF {
+			break
+		} else {
+			require.NoError(t, err)
+		}
+	}
+	require.Len(t, sizes, 4)
+	for _, n := range sizes[:3] {
+		assert.Equal(t, int64(ChunkSize), n)
+	}
+	assert.Less(t, sizes[3], int64(ChunkSize))
 }
