@@ -264,6 +264,27 @@ func (c *client) ping(ctx context.Context) error {
 	}
 }
 
+// login checks the credentials before any upload, so that wrong ones fail
+// at once: it fetches the bearer token for scopes, or sends the basic
+// credentials to /v2/.
+func (c *client) login(ctx context.Context, scopes []string) error {
+	c.mu.Lock()
+	ch := c.challenge
+	c.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	if ch.Scheme == "basic" && c.creds.Anonymous() {
+		return c.authError(nil)
+	}
+	resp, err := c.do(ctx, newRequest(http.MethodGet, c.base+"/v2/", nil, nil), scopes, true)
+	if err != nil {
+		return err
+	}
+	drain(resp)
+	return nil
+}
+
 // pick chooses bearer over basic among the challenges.
 func pick(chs []Challenge) *Challenge {
 	for _, scheme := range []string{"bearer", "basic"} {

@@ -86,7 +86,7 @@ func (t *Tracker) Done(status string) {
 	t.status, t.end = status, time.Now()
 	line := t.line()
 	t.p.mu.Unlock()
-	if !t.p.terminal {
+	if !t.p.terminal && status != "failed" { // the error says why
 		fmt.Fprintln(t.p.w, line)
 	}
 }

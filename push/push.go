@@ -99,6 +99,9 @@ func Push(ctx context.Context, c *index.Content, ref Reference, opts Options) (R
 	if err := p.client.ping(ctx); err != nil {
 		return Result{}, err
 	}
+	if err := p.client.login(ctx, p.scopes()); err != nil {
+		return Result{}, err
+	}
 	return p.push(ctx, c)
 }
 

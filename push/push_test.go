@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -384,4 +385,38 @@ func TestDockerConfigCredentials(t *testing.T) {
 			assert.Equal(t, tt.want, got)
 		})
 	}
+}
+
+func TestTLS(t *testing.T) {
+	c := content(t, index.Docker)
+	reg := newTLSTestRegistry(t)
+	opts := push.Options{Backoff: time.Millisecond}
+	_, err := push.Push(context.Background(), c, ref(t, reg, "q:v1"), opts)
+	require.Error(t, err, "an unknown CA is refused")
+	assert.Contains(t, err.Error(), "certificate signed by unknown authority (use --ca-file for a private CA)")
+	assert.NotContains(t, err.Error(), "\n")
+
+	opts.HTTP = reg.srv.Client() // trusts the test CA
+	res, err := push.Push(context.Background(), c, ref(t, reg, "q:v1"), opts)
+	require.NoError(t, err)
+	assert.Equal(t, c.List.Digest, res.Digest)
+	assertPushed(t, reg, "q", "v1", c)
+}
+
+func TestProgressOnATerminal(t *testing.T) {
+	c := content(t, index.Docker)
+	reg := newTestRegistry(t)
+	out := &lockedWriter{w: &strings.Builder{}}
+	opts := fast()
+	opts.Progress = push.NewProgress(out, true)
+	_, err := push.Push(context.Background(), c, ref(t, reg, "q:latest"), opts)
+	require.NoError(t, err)
+	text := out.w.String()
+	// The last redraw holds one finished line per blob, each cleared first.
+	last := text
+	if i := strings.LastIndex(text, "\x1b["+strconv.Itoa(blobCount(c))+"A"); i >= 0 {
+		last = text[i:]
+	}
+	assert.Equal(t, blobCount(c), strings.Count(last, "\r\x1b[K"))
+	assert.Equal(t, blobCount(c), strings.Count(last, ": pushed "))
 }

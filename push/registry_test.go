@@ -54,8 +54,20 @@ func newTestRegistry(t *testing.T) *testRegistry {
 	return reg
 }
 
+// newTLSTestRegistry is a test registry served over HTTPS with its own
+// certificate.
+func newTLSTestRegistry(t *testing.T) *testRegistry {
+	reg := &testRegistry{t: t, blobs: map[string]map[digest.Digest][]byte{}, manifests: map[string]map[string][]byte{},
+		uploads: map[string][]byte{}, tokens: map[string]int{}, issued: map[string][]string{}}
+	reg.srv = httptest.NewTLSServer(reg)
+	t.Cleanup(reg.srv.Close)
+	return reg
+}
+
 // host is the registry's host:port.
-func (reg *testRegistry) host() string { return strings.TrimPrefix(reg.srv.URL, "http://") }
+func (reg *testRegistry) host() string {
+	return strings.TrimPrefix(strings.TrimPrefix(reg.srv.URL, "http://"), "https://")
+}
 
 func (reg *testRegistry) record(s string) {
 	reg.mu.Lock()
