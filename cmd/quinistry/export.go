@@ -40,8 +40,7 @@ func parseExportFlags(args []string, stderr io.Writer) (exportConfig, error) {
 		fs.SetOutput(io.Discard)
 	}
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
+		if errors.Is(err, flag.ErrHelp) { // Parse has printed the usage
 			return exportConfig{}, usageError{errors.New("help requested")}
 		}
 		return exportConfig{}, usageError{err}

@@ -45,7 +45,7 @@ func parsePushFlags(args []string, stderr io.Writer) (pushConfig, error) {
 	mountFrom := fs.String("mount-from", "", "repository on the same registry to mount existing blobs from")
 	jobs := fs.Int("jobs", 4, "blobs to upload at once")
 	retries := fs.Int("retries", 5, "times to retry on 429, 5xx and dropped connections")
-	dockerConfig := fs.String("docker-config", push.DockerConfigDir(), "directory of docker's config.json (credentials)")
+	dockerConfig := fs.String("docker-config", "", "directory of docker's config.json with credentials (default: $DOCKER_CONFIG, else ~/.docker)")
 	format := fs.String("format", "docker", "media-type family: docker or oci")
 	siblings := fs.String("siblings", "", "directory holding quinistry-<os>-<arch> binaries (default: the executable's directory)")
 	platforms := fs.String("platforms", "", "platforms to push, comma-separated (default: every binary found)")
@@ -58,8 +58,7 @@ func parsePushFlags(args []string, stderr io.Writer) (pushConfig, error) {
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				fs.Usage()
+			if errors.Is(err, flag.ErrHelp) { // Parse has printed the usage
 				return pushConfig{}, usageError{errors.New("help requested")}
 			}
 			return pushConfig{}, usageError{fmt.Errorf("push: %w", err)}
@@ -115,6 +114,9 @@ func runPush(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	cfg, err := parsePushFlags(args, stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.DockerConfig == "" {
+		cfg.DockerConfig = push.DockerConfigDir()
 	}
 	creds := push.DockerConfig(cfg.DockerConfig)
 	if cfg.PasswordStdin {
