@@ -78,6 +78,8 @@ check "bad input: unreadable siblings directory" one_clean_line "cannot read sib
 check "bad input: address in use" one_clean_line "address already in use" "$AMD64" --addr "${Q_ADDR[busy]}"
 check "bad input: unknown format" one_clean_line 'unknown format "zip"' "$AMD64" --format zip
 check "bad input: unknown platform" one_clean_line 'platform "linux/mips" is not supported' "$AMD64" --platforms linux/mips
+check "bad input: unknown flag" one_clean_line "flag provided but not defined: -nope" "$AMD64" --nope
+check "bad input: push with an unknown flag" one_clean_line "push: flag provided but not defined: -nope" "$AMD64" push --nope
 check "bad input: platform with no binary" one_clean_line "no binary for linux/s390x" "$AMD64" --addr 127.0.0.1:0 --platforms linux/amd64,linux/s390x
 q_stop busy
 

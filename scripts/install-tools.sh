@@ -46,6 +46,14 @@ if [[ $("$BIN/crane" version 2>/dev/null) != "$CRANE_VERSION" ]]; then
   [[ $("$BIN/crane" version 2>/dev/null) == "$CRANE_VERSION" ]] || { echo "install-tools: crane install failed" >&2; exit 1; }
 fi
 
+# --- CNCF distribution registry: the push target of e2e-travel.sh and the baseline of bench.sh
+REGISTRY_VERSION=v3.1.2
+if ! "$BIN/registry" --version 2>/dev/null | grep -q " $REGISTRY_VERSION"; then
+  echo "install-tools: go install registry@$REGISTRY_VERSION"
+  go install "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION" 2>&1 | grep -v '^go: downloading' >&2 || true
+  "$BIN/registry" --version 2>/dev/null | grep -q " $REGISTRY_VERSION" || { echo "install-tools: registry install failed" >&2; exit 1; }
+fi
+
 # --- OCI distribution-spec conformance suite, as a test binary built in a throwaway module
 if [[ ! -x $BIN/conformance.test ]]; then
   echo "install-tools: building conformance.test ($CONFORMANCE_VERSION)"
@@ -67,6 +75,7 @@ echo "runc:        $(runc --version | head -1)"
 echo "skopeo:      $(skopeo --version)"
 echo "qemu:        $(qemu-aarch64-static --version | head -1)"
 echo "crane:       $("$BIN/crane" version)"
+echo "registry:    $("$BIN/registry" --version | cut -d' ' -f2-)"
 echo "conformance: $(go version -m "$BIN/conformance.test" | awk -v m="$CONFORMANCE_MOD" '$1=="mod" && $2==m {print m"@"$3}')"
 echo "curl:        $(curl --version | head -1 | cut -d' ' -f1-2)"
 echo "jq:          $(jq --version)"

@@ -17,6 +17,7 @@ go vet ./...
 
 stage "unit tests"
 go test -race -count=1 ./...
+(cd deploy && go vet ./... && go test -race -count=1 ./...)
 
 stage "fuzz (${FUZZTIME:-10s} each)"
 for target in $(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' . | sed 's/^func //' | sort -u); do

@@ -33,17 +33,8 @@ func parseExportFlags(args []string, stderr io.Writer) (exportConfig, error) {
 	siblings := fs.String("siblings", "", "directory holding quinistry-<os>-<arch> binaries (default: the executable's directory)")
 	platforms := fs.String("platforms", "", "platforms to pack, comma-separated (default: every binary found)")
 	platform := fs.String("platform", crossbuild.Current().String(), "platform the tar's docker-save manifest.json points at")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: quinistry export (--oci-layout DIR | --tar FILE) [flags]\n\nflags:\n")
-		fs.SetOutput(stderr)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) { // Parse has printed the usage
-			return exportConfig{}, usageError{errors.New("help requested")}
-		}
-		return exportConfig{}, usageError{err}
+	if err := parseFlags(fs, args, stderr, "usage: quinistry export (--oci-layout DIR | --tar FILE) [flags]"); err != nil {
+		return exportConfig{}, err
 	}
 	if fs.NArg() > 0 {
 		return exportConfig{}, usageError{fmt.Errorf("export: unexpected argument %q (see --help)", fs.Arg(0))}

@@ -54,18 +54,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	maxStreams := fs.Int("max-streams", 1024, "most blob downloads sent at once; more get 429 with Retry-After (0: no limit)")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "how long in-flight downloads may finish after SIGTERM/SIGINT")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: quinistry [serve] [flags] | quinistry version\n\nflags (each also read from QUINISTRY_<NAME>):\n")
-		fs.SetOutput(stderr)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
-			return serveConfig{}, usageError{errors.New("help requested")}
-		}
-		return serveConfig{}, usageError{err}
+	if err := parseFlags(fs, args, stderr, "usage: quinistry [serve] [flags] | quinistry push | quinistry export | quinistry version\n\nflags (each also read from QUINISTRY_<NAME>):"); err != nil {
+		return serveConfig{}, err
 	}
 	if fs.NArg() > 0 {
 		return serveConfig{}, usageError{fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))}
@@ -110,6 +100,32 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		return cfg, usageError{fmt.Errorf("unknown log format %q: want text or json", cfg.LogFormat)}
 	}
 	return cfg, nil
+}
+
+// errHelp reports that --help was asked for and the usage printed.
+var errHelp = errors.New("help requested")
+
+// parseFlags parses args into fs. The usage text is printed to stderr only
+// when --help asks for it; any other mistake is one line, returned as a
+// usageError.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, usage string) error {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(stderr, "%s\n\n", usage)
+		fs.SetOutput(stderr)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+		return errHelp
+	}
+	if err != nil {
+		if sub := strings.TrimSpace(strings.TrimPrefix(fs.Name(), "quinistry")); sub != "" {
+			err = fmt.Errorf("%s: %w", sub, err)
+		}
+		return usageError{err}
+	}
+	return nil
 }
 
 // executable returns the running binary's path with links resolved.

@@ -23,6 +23,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	if errors.Is(err, errHelp) {
+		os.Exit(0)
+	}
 	if err != nil {
 		var usage usageError
 		fmt.Fprintln(os.Stderr, "quinistry:", err)

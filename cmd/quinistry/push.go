@@ -49,19 +49,10 @@ func parsePushFlags(args []string, stderr io.Writer) (pushConfig, error) {
 	format := fs.String("format", "docker", "media-type family: docker or oci")
 	siblings := fs.String("siblings", "", "directory holding quinistry-<os>-<arch> binaries (default: the executable's directory)")
 	platforms := fs.String("platforms", "", "platforms to push, comma-separated (default: every binary found)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: quinistry push [flags] [HOST[:PORT]/]REPOSITORY[:TAG]\n\nflags:\n")
-		fs.SetOutput(stderr)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}
 	var positional []string
 	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) { // Parse has printed the usage
-				return pushConfig{}, usageError{errors.New("help requested")}
-			}
-			return pushConfig{}, usageError{fmt.Errorf("push: %w", err)}
+		if err := parseFlags(fs, args, stderr, "usage: quinistry push [flags] [HOST[:PORT]/]REPOSITORY[:TAG]"); err != nil {
+			return pushConfig{}, err
 		}
 		if fs.NArg() == 0 {
 			break
