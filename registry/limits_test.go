@@ -13,10 +13,10 @@ import (
 	"github.com/quinistry/quinistry/index"
 )
 
-func TestLimitStreams(t *testing.T) {
+func TestMaxStreams(t *testing.T) {
 	reg, c := newTestRegistry(t, index.Docker)
-	reg.LimitStreams(1)
-	layer := "/v2/"+testName+"/blobs/" + c.Layers[0].Digest.String()
+	reg.SetLimits(Limits{MaxStreams: 1})
+	layer := "/v2/" + testName + "/blobs/" + c.Layers[0].Digest.String()
 
 	reg.streams <- struct{}{} // a download in flight takes the only slot
 	resp, body := get(t, reg, layer)
@@ -72,7 +72,7 @@ func TestSendBlobFromFile(t *testing.T) {
 
 func TestWriteMetrics(t *testing.T) {
 	reg, c := newTestRegistry(t, index.Docker)
-	reg.LimitStreams(8)
+	reg.SetLimits(Limits{MaxStreams: 8})
 	get(t, reg, "/v2/")
 	get(t, reg, "/v2/"+testName+"/manifests/latest")
 	get(t, reg, "/v2/"+testName+"/manifests/latest")

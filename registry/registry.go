@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -27,8 +28,9 @@ type Registry struct {
 	log     *slog.Logger
 	// streams holds a token for every blob download in flight; nil means
 	// no limit.
-	streams chan struct{}
-	metrics metrics
+	streams      chan struct{}
+	stallTimeout time.Duration
+	metrics      metrics
 }
 
 // New returns a registry serving c as repository name under tags.
@@ -39,16 +41,28 @@ func New(c *index.Content, name string, tags []string, log *slog.Logger) *Regist
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Registry{name: name, tags: t, content: c, log: log}
+	return &Registry{name: name, tags: t, content: c, log: log, stallTimeout: defaultStallTimeout}
 }
 
-// LimitStreams caps the blob downloads sent at once at n (0: no limit).
-// A download beyond the cap gets 429 TOOMANYREQUESTS with Retry-After. Call
-// it before serving.
-func (reg *Registry) LimitStreams(n int) {
+// Limits bound what clients can hold of the registry.
+type Limits struct {
+	// MaxStreams caps the blob downloads sent at once (0: no cap). A
+	// download beyond the cap gets 429 TOOMANYREQUESTS with Retry-After.
+	MaxStreams int
+	// StallTimeout is how long a download waits for its client to take each
+	// piece of a blob before it gives up and frees its slot (0: 60s).
+	StallTimeout time.Duration
+}
+
+// SetLimits applies l. Call it before serving.
+func (reg *Registry) SetLimits(l Limits) {
 	reg.streams = nil
-	if n > 0 {
-		reg.streams = make(chan struct{}, n)
+	if l.MaxStreams > 0 {
+		reg.streams = make(chan struct{}, l.MaxStreams)
+	}
+	reg.stallTimeout = l.StallTimeout
+	if reg.stallTimeout <= 0 {
+		reg.stallTimeout = defaultStallTimeout
 	}
 }
 
@@ -239,24 +253,43 @@ func (reg *Registry) serveBlob(w http.ResponseWriter, r *http.Request, ref strin
 	defer reg.metrics.streams.Add(-1)
 	h.Set("Content-Length", strconv.FormatInt(end-start, 10))
 	w.WriteHeader(status)
-	sendBlob(w, b, start, end)
+	sendBlob(w, b, start, end, reg.stallTimeout)
 }
+
+// Blobs are sent in pieces of sendPiece bytes, each of which the client
+// must take within the stall timeout: a client that stops reading gives its
+// stream slot back instead of holding it for ever.
+const (
+	sendPiece           = 1 << 20
+	defaultStallTimeout = 60 * time.Second
+)
 
 // sendBlob writes bytes [start, end) of b. A layer held in a memory file is
 // sent from a private descriptor of that file, so that net/http can use
 // sendfile and the bytes never pass through user space.
-func sendBlob(w io.Writer, b index.Blob, start, end int64) {
+func sendBlob(w http.ResponseWriter, b index.Blob, start, end int64, stall time.Duration) {
+	rc := http.NewResponseController(w)
+	defer rc.SetWriteDeadline(time.Time{}) // the connection may serve more requests
+	var src io.Reader
 	if b.File != nil {
-		f, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(b.File.Fd())))
-		if err == nil {
+		if f, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(b.File.Fd()))); err == nil {
 			defer f.Close()
 			if _, err := f.Seek(start, io.SeekStart); err == nil {
-				_, _ = io.CopyN(w, f, end-start)
-				return
+				src = f
 			}
 		}
 	}
-	_, _ = w.Write(b.Data[start:end])
+	if src == nil {
+		src = bytes.NewReader(b.Data[start:end])
+	}
+	for left := end - start; left > 0; {
+		_ = rc.SetWriteDeadline(time.Now().Add(stall))
+		n, err := io.CopyN(w, src, min(left, sendPiece))
+		left -= n
+		if err != nil {
+			return
+		}
+	}
 }
 
 // serveReferrers answers the referrers API: nothing refers to quinistry's

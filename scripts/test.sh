@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # test.sh: every test, as README.md and .ci/run give it. Installs what the tests need (apt packages,
 # pinned Go tools), then: go vet, the unit tests with the race detector, each fuzz target for a short
-# bounded time, and the end-to-end suites against real clients. FUZZTIME (default 10s) bounds each
-# fuzz target.
+# bounded time, the end-to-end suites against real clients, and a short soak. FUZZTIME (default 10s)
+# bounds each fuzz target, SOAK_SECONDS (default 20) the soak.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -29,6 +29,9 @@ for suite in scripts/e2e-*.sh; do
   stage "$suite"
   "$suite"
 done
+
+stage "soak (${SOAK_SECONDS:-20}s)"
+scripts/soak.sh
 
 echo
 echo "test.sh: all stages passed in $(($(date +%s) - start)) s"

@@ -29,6 +29,8 @@ type serveConfig struct {
 	ShutdownTimeout time.Duration
 	// MaxStreams caps concurrent blob downloads (0: no cap).
 	MaxStreams int
+	// StallTimeout frees a download whose client stops reading.
+	StallTimeout time.Duration
 }
 
 // envPrefix starts the environment variable that stands for each flag:
@@ -53,6 +55,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	platforms := fs.String("platforms", "", "platforms to serve, comma-separated (default: every binary found)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	maxStreams := fs.Int("max-streams", 1024, "most blob downloads sent at once; more get 429 with Retry-After (0: no limit)")
+	stallTimeout := fs.Duration("stall-timeout", 60*time.Second, "how long a download waits for a client that stopped reading before it gives up")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "how long in-flight downloads may finish after SIGTERM/SIGINT")
 	if err := parseFlags(fs, args, stderr, "usage: quinistry [serve] [flags] | quinistry push | quinistry export | quinistry version\n\nflags (each also read from QUINISTRY_<NAME>):"); err != nil {
 		return serveConfig{}, err
@@ -74,7 +77,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		return serveConfig{}, envErr
 	}
 
-	cfg := serveConfig{Addr: *addr, Name: *name, Tag: *tag, Siblings: *siblings, LogFormat: *logFormat, ShutdownTimeout: *shutdownTimeout, MaxStreams: *maxStreams}
+	cfg := serveConfig{Addr: *addr, Name: *name, Tag: *tag, Siblings: *siblings, LogFormat: *logFormat, ShutdownTimeout: *shutdownTimeout, MaxStreams: *maxStreams, StallTimeout: *stallTimeout}
 	var err error
 	if cfg.Format, err = index.ParseFormat(*format); err != nil {
 		return cfg, usageError{err}
@@ -92,6 +95,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if cfg.MaxStreams < 0 {
 		return cfg, usageError{fmt.Errorf("--max-streams must not be negative")}
+	}
+	if cfg.StallTimeout <= 0 {
+		return cfg, usageError{fmt.Errorf("--stall-timeout must be positive")}
 	}
 	if cfg.ShutdownTimeout < 0 {
 		return cfg, usageError{fmt.Errorf("--shutdown-timeout must not be negative")}

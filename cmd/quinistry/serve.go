@@ -34,13 +34,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		return fmt.Errorf("cannot listen on %s: %w", cfg.Addr, errors.Unwrap(err))
 	}
 	front := newFrontDoor()
-	srv := &http.Server{
-		Handler:           front,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
+	srv := newHTTPServer(front, log)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 
@@ -63,7 +57,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		}
 	}
 	reg := registry.New(content, cfg.Name, tags, log)
-	reg.LimitStreams(cfg.MaxStreams)
+	reg.SetLimits(registry.Limits{MaxStreams: cfg.MaxStreams, StallTimeout: cfg.StallTimeout})
 	for _, img := range content.Images {
 		log.Info("image", "platform", img.Platform.String(), "digest", img.Manifest.Digest.String(), "size", content.ImageSize(img))
 	}
@@ -86,6 +80,18 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// newHTTPServer returns the server that serves handler: header reads are
+// bounded in time and size, and idle connections are closed.
+func newHTTPServer(handler http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 }
 
 // frontDoor answers health checks at once and hands registry requests to
@@ -149,9 +155,12 @@ func (f *frontDoor) writeMetrics(w http.ResponseWriter) {
 	plain(w, http.StatusOK, b.String())
 }
 
-// plain writes a short text response.
+// plain writes a short text response, as text/plain unless the caller set
+// a more precise type.
 func plain(w http.ResponseWriter, status int, text string) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if w.Header().Get("Content-Type") == "" {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(text)))
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, text)

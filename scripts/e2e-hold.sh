@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# e2e-hold.sh: the real binary (dist/quinistry-linux-amd64, built with scripts/build.sh) under
+# shutdown, load caps and probes:
+#   - SIGTERM and SIGINT while a download is held in flight: the listener closes at once, the download
+#     then completes with the right sha256, and the process exits 0 with a "stopped" line;
+#   - --shutdown-timeout 1s with a download that does not finish: exit 0 after about 1 s, the
+#     download cut short;
+#   - /healthz, /readyz (503 while packing, then 200) and /metrics;
+#   - --max-streams 2 with 4 concurrent downloads: 2 are sent, 2 get 429 TOOMANYREQUESTS with
+#     Retry-After;
+#   - a binary that cannot read itself refuses to start with one clear line.
+# A "slow download" is a client that reads the first 64 KiB of the largest layer and then stops reading
+# until told to go on; its receive buffer is small, so the server is still sending (and
+# quinistry_blob_streams_in_flight says so) while it waits. curl --limit-rate cannot do this: the
+# kernel's socket buffers take in a whole layer at once, and the curl 7.88 in CI then writes it out
+# without limit.
+# Needs scripts/install-tools.sh to have run (curl, jq), and perl (perl-base) and setpriv.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+export PATH=$ROOT/.tools/bin:$PATH
+Q_TMP=$(mktemp -d)
+source scripts/lib/quinistry.sh
+trap 'q_stop_all; rm -rf "$Q_TMP"' EXIT
+start=$(date +%s%N)
+
+scripts/build.sh >/dev/null
+AMD64=$ROOT/dist/quinistry-linux-amd64
+
+# slowget ADDR PATH GOFILE > OUT: GET PATH, read the first 64 KiB of the body, then read nothing more
+# until GOFILE exists. Exits non-zero unless the status is 200 and the whole Content-Length arrived.
+cat >"$Q_TMP/slowget.pl" <<'EOF'
+use strict; use warnings; use Socket;
+my ($addr, $path, $go) = @ARGV;
+my ($host, $port) = $addr =~ /^(.*):(\d+)$/ or die "slowget: bad address $addr\n";
+socket(my $s, PF_INET, SOCK_STREAM, 0) or die "slowget: socket: $!\n";
+setsockopt($s, SOL_SOCKET, SO_RCVBUF, pack('i', 4096)) or die "slowget: SO_RCVBUF: $!\n";
+connect($s, pack_sockaddr_in($port, inet_aton($host))) or die "slowget: connect $addr: $!\n";
+syswrite($s, "GET $path HTTP/1.1\r\nHost: $addr\r\nConnection: close\r\n\r\n");
+my $buf = '';
+while ($buf !~ /\r\n\r\n/) { sysread($s, $buf, 4096, length $buf) or die "slowget: no response head\n"; }
+my ($head, $body) = split /\r\n\r\n/, $buf, 2;
+$head =~ m{^HTTP/1\.[01] (\d+)} or die "slowget: bad status line\n";
+die "slowget: status $1\n" if $1 != 200;
+my ($want) = $head =~ /^Content-Length: *(\d+)/mi or die "slowget: no Content-Length\n";
+binmode STDOUT; $| = 1;
+print $body; my $got = length $body;
+while ($got < 65536) { my $n = sysread($s, my $b, 65536 - $got) or last; print $b; $got += $n; }
+select(undef, undef, undef, 0.02) until -e $go;
+while (1) { my $n = sysread($s, my $b, 1 << 16); last if !$n; print $b; $got += $n; }
+die "slowget: got $got of $want bytes\n" if $got != $want;
+EOF
+slowget() { perl "$Q_TMP/slowget.pl" "$@"; }
+
+# metric ADDR NAME: the value of an unlabelled metric.
+metric() { curl -fsS "http://$1/metrics" | awk -v n="$2" '$1 == n {print $2}'; }
+# wait_metric ADDR NAME VALUE: poll (at most 10 s) until the metric has VALUE.
+wait_metric() {
+  local i
+  for ((i = 0; i < 200; i++)); do [[ $(metric "$1" "$2") == "$3" ]] && return 0; sleep 0.05; done
+  echo "  $2 is $(metric "$1" "$2"), not $3"
+  return 1
+}
+# largest_layer ADDR: the digest and size of the largest layer of the linux/amd64 image.
+largest_layer() {
+  curl -fsS -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' "http://$1/v2/quinistry/manifests/latest" |
+    jq -r '.layers | max_by(.size) | "\(.digest) \(.size)"'
+}
+# sha_is FILE DIGEST: FILE hashes to DIGEST.
+sha_is() { [[ sha256:$(sha256sum "$1" | cut -d' ' -f1) == "$2" ]]; }
+# wait_exit PID SECONDS: wait for PID (a child of this shell) to exit, at most SECONDS; sets EXIT_STATUS.
+wait_exit() {
+  local pid=$1 i
+  for ((i = 0; i < $2 * 20; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  if kill -0 "$pid" 2>/dev/null; then EXIT_STATUS=timeout; return 1; fi
+  EXIT_STATUS=0
+  wait "$pid" || EXIT_STATUS=$?
+}
+# refused ADDR: a new connection to ADDR is refused (curl exit 7), polled for at most 5 s.
+refused() {
+  local i rc
+  for ((i = 0; i < 100; i++)); do
+    rc=0
+    curl -sS -m 2 -o /dev/null "http://$1/healthz" 2>/dev/null || rc=$?
+    ((rc == 7)) && return 0
+    sleep 0.05
+  done
+  echo "  curl exit $rc, not 7"
+  return 1
+}
+in_log() { grep -q -- "$2" "$Q_TMP/$1.log"; }
+not_in_log() { ! in_log "$@"; }
+# client_ok STATUS ERRFILE: a slowget exited 0; otherwise show what it said.
+client_ok() { [[ $1 == 0 ]] || { echo "  exit $1: $(cat "$2")"; return 1; }; }
+# readyz_sequence STATUSES...: the /readyz answers seen while starting are 503 (packing) until a 200.
+readyz_sequence() {
+  local s seen503=0
+  for s in "${@:1:$#-1}"; do
+    [[ $s == 503 ]] && seen503=1 && continue
+    [[ $s == 000 && $seen503 == 0 ]] && continue # not listening yet
+    return 1
+  done
+  [[ $seen503 == 1 && ${!#} == 200 ]]
+}
+# one_clear_line OUT PATH: OUT is one line naming PATH and the reason, without a stack trace.
+one_clear_line() {
+  [[ $(wc -l <<<"$1") == 1 && $1 == "quinistry: "*"$2: permission denied" && $1 != *goroutine* && $1 != *panic* ]]
+}
+
+# --- SIGTERM and SIGINT while a download is in flight: it completes, then exit 0.
+for sig in TERM INT; do
+  name=drain-$sig
+  q_start $name "$AMD64" --addr 127.0.0.1:0
+  addr=${Q_ADDR[$name]} pid=${Q_PID[$name]}
+  read -r layer _ < <(largest_layer "$addr")
+  slowget "$addr" "/v2/quinistry/blobs/$layer" "$Q_TMP/$name.go" >"$Q_TMP/$name.blob" 2>"$Q_TMP/$name.client" &
+  client=$!
+  check "SIG$sig: the slow download is in flight" wait_metric "$addr" quinistry_blob_streams_in_flight 1
+  kill -$sig "$pid"
+  check "SIG$sig: the listener closes at once" refused "$addr"
+  check "SIG$sig: the process waits for the download" kill -0 "$pid"
+  touch "$Q_TMP/$name.go"
+  wait_exit "$pid" 20 || true
+  check "SIG$sig: the process exits 0 (got $EXIT_STATUS)" [ "$EXIT_STATUS" == 0 ]
+  unset "Q_PID[$name]"
+  client_status=0
+  wait $client || client_status=$?
+  check "SIG$sig: the download completes" client_ok $client_status "$Q_TMP/$name.client"
+  check "SIG$sig: the download has the right sha256" sha_is "$Q_TMP/$name.blob" "$layer"
+  check "SIG$sig: logs shutting down, then stopped" in_log $name 'msg="shutting down"'
+  check "SIG$sig: logs stopped" in_log $name 'msg=stopped'
+  check "SIG$sig: no download was cut" not_in_log $name 'cut off'
+done
+
+# --- --shutdown-timeout 1s with a download that does not finish: exit 0 after about 1 s, download cut.
+name="cut"
+q_start $name "$AMD64" --addr 127.0.0.1:0 --shutdown-timeout 1s
+addr=${Q_ADDR[$name]} pid=${Q_PID[$name]}
+read -r layer size < <(largest_layer "$addr")
+slowget "$addr" "/v2/quinistry/blobs/$layer" "$Q_TMP/$name.go" >"$Q_TMP/$name.blob" 2>"$Q_TMP/$name.client" &
+client=$!
+check "timeout: the slow download is in flight" wait_metric "$addr" quinistry_blob_streams_in_flight 1
+t0=$(date +%s%N)
+kill -TERM "$pid"
+wait_exit "$pid" 20 || true
+elapsed=$((($(date +%s%N) - t0) / 1000000))
+unset "Q_PID[$name]"
+check "timeout: the process exits 0 (got $EXIT_STATUS)" [ "$EXIT_STATUS" == 0 ]
+check "timeout: it exits after about 1 s (${elapsed} ms)" [ $elapsed -ge 900 -a $elapsed -lt 3000 ]
+check "timeout: logs that in-flight requests were cut off" in_log $name 'cut off at the shutdown timeout'
+check "timeout: logs stopped" in_log $name 'msg=stopped'
+touch "$Q_TMP/$name.go"
+client_status=0
+wait $client || client_status=$?
+check "timeout: the download is cut ($(cat "$Q_TMP/$name.client"))" [ $client_status != 0 ]
+got=$(stat -c %s "$Q_TMP/$name.blob")
+check "timeout: the download stopped short ($got of $size bytes)" [ "$got" -lt "$size" ]
+
+# --- Probes: /readyz is 503 while packing (the server listens first), then 200; /healthz; /metrics.
+port=${addr##*:}
+name="probe"
+"$AMD64" --addr "127.0.0.1:$port" >"$Q_TMP/$name.out" 2>"$Q_TMP/$name.log" &
+Q_PID[$name]=$!
+statuses=() last=
+for ((i = 0; i < 1000; i++)); do
+  s=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz" || true)
+  [[ $s == "$last" ]] || statuses+=("$s")
+  last=$s
+  [[ $s == 200 ]] && break
+  sleep 0.005
+done
+check "probes: /readyz answers 503 while packing, then 200 (seen ${statuses[*]})" readyz_sequence "${statuses[@]}"
+addr=127.0.0.1:$port
+check "probes: /readyz says ready" [ "$(curl -fsS "http://$addr/readyz")" == ready ]
+check "probes: /healthz is 200" [ "$(curl -fsS -o /dev/null -w '%{http_code}' "http://$addr/healthz")" == 200 ]
+read -r layer _ < <(largest_layer "$addr")
+curl -fsS -o "$Q_TMP/probe.blob" "http://$addr/v2/quinistry/blobs/$layer"
+curl -fsS -D "$Q_TMP/metrics.head" -o "$Q_TMP/metrics" "http://$addr/metrics"
+check "metrics: Prometheus text content type" grep -qi '^content-type: text/plain; version=0.0.4' "$Q_TMP/metrics.head"
+for line in 'quinistry_ready 1' 'quinistry_build_info{version=' 'quinistry_pack_seconds ' \
+  'quinistry_requests_total{route="manifest",status="200"} 1' 'quinistry_requests_total{route="blob",status="200"} 1' \
+  'quinistry_blob_streams_in_flight 0' 'quinistry_blob_streams_limit 1024' '# TYPE quinistry_requests_total counter'; do
+  check "metrics: has $line" grep -qF "$line" "$Q_TMP/metrics"
+done
+bytes=$(awk '$1 == "quinistry_response_bytes_total" {print $2}' "$Q_TMP/metrics")
+check "metrics: bytes served ($bytes) include the layer ($(stat -c %s "$Q_TMP/probe.blob"))" [ "${bytes:-0}" -gt "$(stat -c %s "$Q_TMP/probe.blob")" ]
+q_stop probe
+
+# --- --max-streams 2 with 4 concurrent downloads: two are sent, two get 429 with Retry-After.
+name=cap
+q_start $name "$AMD64" --addr 127.0.0.1:0 --max-streams 2
+addr=${Q_ADDR[$name]}
+read -r layer _ < <(largest_layer "$addr")
+for i in 1 2; do
+  slowget "$addr" "/v2/quinistry/blobs/$layer" "$Q_TMP/$name.go" >"$Q_TMP/$name.$i.blob" 2>"$Q_TMP/$name.$i.client" &
+  clients[i]=$!
+done
+check "cap: two slow downloads are in flight" wait_metric "$addr" quinistry_blob_streams_in_flight 2
+for i in 3 4; do
+  curl -sS -D "$Q_TMP/$name.$i.head" -o "$Q_TMP/$name.$i.body" "http://$addr/v2/quinistry/blobs/$layer" &
+  clients[i]=$!
+done
+wait "${clients[3]}" "${clients[4]}"
+for i in 3 4; do
+  check "cap: download $i gets 429" grep -q '^HTTP/1.1 429 ' "$Q_TMP/$name.$i.head"
+  check "cap: download $i gets Retry-After: 1" grep -qi '^retry-after: 1' "$Q_TMP/$name.$i.head"
+  check "cap: download $i gets TOOMANYREQUESTS" [ "$(jq -r '.errors[0].code' "$Q_TMP/$name.$i.body")" == TOOMANYREQUESTS ]
+done
+touch "$Q_TMP/$name.go"
+for i in 1 2; do
+  client_status=0
+  wait "${clients[$i]}" || client_status=$?
+  check "cap: download $i completes" client_ok $client_status "$Q_TMP/$name.$i.client"
+  check "cap: download $i has the right sha256" sha_is "$Q_TMP/$name.$i.blob" "$layer"
+done
+check "cap: the slots are given back" wait_metric "$addr" quinistry_blob_streams_in_flight 0
+curl -fsS -o "$Q_TMP/$name.after" "http://$addr/v2/quinistry/blobs/$layer"
+check "cap: a download afterwards is sent whole" sha_is "$Q_TMP/$name.after" "$layer"
+check "cap: /metrics counts the two 429s" grep -qF 'quinistry_requests_total{route="blob",status="429"} 2' <(curl -fsS "http://$addr/metrics")
+q_stop $name
+
+# --- A binary that cannot read itself (execute-only, run as a user that is not root) refuses to start
+# with one clear line and no stack trace.
+mkdir -m 755 "$Q_TMP/xonly"
+cp dist/quinistry-linux-* "$Q_TMP/xonly/"
+chmod 111 "$Q_TMP/xonly/quinistry-linux-amd64"
+out=$(setpriv --reuid=65532 --regid=65532 --clear-groups "$Q_TMP/xonly/quinistry-linux-amd64" --addr 127.0.0.1:0 2>&1 >/dev/null) && status=0 || status=$?
+echo "  unreadable binary: exit $status: $out"
+check "unreadable binary: exits 1" [ "$status" == 1 ]
+check "unreadable binary: one clear line naming the binary and the reason" one_clear_line "$out" "$Q_TMP/xonly/quinistry-linux-amd64"
+
+echo "e2e-hold took $((($(date +%s%N) - start) / 1000000)) ms"
+checks_done e2e-hold
