@@ -10,12 +10,13 @@ import (
 	"github.com/quinistry/quinistry/crossbuild"
 	"github.com/quinistry/quinistry/export"
 	"github.com/quinistry/quinistry/index"
-	"github.com/quinistry/quinistry/registry"
 )
 
 // exportConfig is what the export command was asked to do.
 type exportConfig struct {
-	pack      serveConfig
+	Name      string
+	Tag       string
+	pack      packConfig
 	LayoutDir string
 	TarFile   string
 	Platform  crossbuild.Platform
@@ -29,9 +30,7 @@ func parseExportFlags(args []string, stderr io.Writer) (exportConfig, error) {
 	tarFile := fs.String("tar", "", "write the OCI image layout as a tar to this file (- for standard output), for docker load")
 	name := fs.String("name", "quinistry", "repository name the image is given")
 	tag := fs.String("tag", "latest", "tag the image is given")
-	format := fs.String("format", "docker", "media-type family: docker or oci")
-	siblings := fs.String("siblings", "", "directory holding quinistry-<os>-<arch> binaries (default: the executable's directory)")
-	platforms := fs.String("platforms", "", "platforms to pack, comma-separated (default: every binary found)")
+	packFlags := addPackFlags(fs)
 	platform := fs.String("platform", crossbuild.Current().String(), "platform the tar's docker-save manifest.json points at")
 	if err := parseFlags(fs, args, stderr, "usage: quinistry export (--oci-layout DIR | --tar FILE) [flags]"); err != nil {
 		return exportConfig{}, err
@@ -39,29 +38,18 @@ func parseExportFlags(args []string, stderr io.Writer) (exportConfig, error) {
 	if fs.NArg() > 0 {
 		return exportConfig{}, usageError{fmt.Errorf("export: unexpected argument %q (see --help)", fs.Arg(0))}
 	}
-	cfg := exportConfig{LayoutDir: *layoutDir, TarFile: *tarFile, pack: serveConfig{Name: *name, Tag: *tag, Siblings: *siblings, LogFormat: "text"}}
+	cfg := exportConfig{LayoutDir: *layoutDir, TarFile: *tarFile, Name: *name, Tag: *tag}
 	if cfg.LayoutDir == "" && cfg.TarFile == "" {
 		return cfg, usageError{errors.New("export: give --oci-layout DIR or --tar FILE")}
 	}
 	var err error
-	if cfg.pack.Format, err = index.ParseFormat(*format); err != nil {
-		return cfg, usageError{err}
-	}
-	if *platforms != "" {
-		if cfg.pack.Platforms, err = crossbuild.ParsePlatforms(*platforms); err != nil {
-			return cfg, usageError{err}
-		}
+	if cfg.pack, err = packFlags.config(); err != nil {
+		return cfg, err
 	}
 	if cfg.Platform, err = crossbuild.ParsePlatform(*platform); err != nil {
 		return cfg, usageError{err}
 	}
-	if !registry.ValidName(cfg.pack.Name) {
-		return cfg, usageError{fmt.Errorf("invalid repository name %q: use lower-case letters, digits and . _ - / separators", cfg.pack.Name)}
-	}
-	if !registry.ValidTag(cfg.pack.Tag) {
-		return cfg, usageError{fmt.Errorf("invalid tag %q: use letters, digits, . _ - (at most 128)", cfg.pack.Tag)}
-	}
-	return cfg, nil
+	return cfg, checkNameTag(cfg.Name, cfg.Tag)
 }
 
 // runExport packs the image and writes it out, then prints the list digest.
@@ -75,7 +63,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	opts := export.Options{Name: cfg.pack.Name, Tag: cfg.pack.Tag, Platform: cfg.Platform}
+	opts := export.Options{Name: cfg.Name, Tag: cfg.Tag, Platform: cfg.Platform}
 	if !hasPlatform(content, cfg.Platform) {
 		opts.Platform = content.Default().Platform
 	}

@@ -15,14 +15,58 @@ import (
 	"github.com/quinistry/quinistry/registry"
 )
 
-// serveConfig is what the serve command was asked to do.
-type serveConfig struct {
-	Addr      string
-	Name      string
-	Tag       string
+// packConfig chooses the image that is packed; serve, push and export
+// share it.
+type packConfig struct {
 	Format    index.Format
 	Siblings  string
 	Platforms []crossbuild.Platform
+}
+
+// packFlags are the flags behind a packConfig.
+type packFlags struct{ format, siblings, platforms *string }
+
+// addPackFlags defines --format, --siblings and --platforms on fs.
+func addPackFlags(fs *flag.FlagSet) packFlags {
+	return packFlags{
+		format:    fs.String("format", "docker", "media-type family: docker or oci"),
+		siblings:  fs.String("siblings", "", "directory holding quinistry-<os>-<arch> binaries (default: the executable's directory)"),
+		platforms: fs.String("platforms", "", "platforms to pack, comma-separated (default: every binary found)"),
+	}
+}
+
+// config checks the flags' values.
+func (p packFlags) config() (packConfig, error) {
+	cfg := packConfig{Siblings: *p.siblings}
+	var err error
+	if cfg.Format, err = index.ParseFormat(*p.format); err != nil {
+		return cfg, usageError{err}
+	}
+	if *p.platforms != "" {
+		if cfg.Platforms, err = crossbuild.ParsePlatforms(*p.platforms); err != nil {
+			return cfg, usageError{err}
+		}
+	}
+	return cfg, nil
+}
+
+// checkNameTag checks the repository name and tag an image is given.
+func checkNameTag(name, tag string) error {
+	if !registry.ValidName(name) {
+		return usageError{fmt.Errorf("invalid repository name %q: use lower-case letters, digits and . _ - / separators", name)}
+	}
+	if !registry.ValidTag(tag) {
+		return usageError{fmt.Errorf("invalid tag %q: use letters, digits, . _ - (at most 128)", tag)}
+	}
+	return nil
+}
+
+// serveConfig is what the serve command was asked to do.
+type serveConfig struct {
+	packConfig
+	Addr      string
+	Name      string
+	Tag       string
 	LogFormat string
 	// ShutdownTimeout bounds how long in-flight requests may run on after
 	// SIGTERM or SIGINT.
@@ -50,9 +94,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	addr := fs.String("addr", ":8080", "address to listen on")
 	name := fs.String("name", "quinistry", "repository name to serve the image as")
 	tag := fs.String("tag", "latest", "tag to serve the image list under (the build's version is a tag too)")
-	format := fs.String("format", "docker", "media-type family: docker or oci")
-	siblings := fs.String("siblings", "", "directory holding quinistry-<os>-<arch> binaries (default: the executable's directory)")
-	platforms := fs.String("platforms", "", "platforms to serve, comma-separated (default: every binary found)")
+	packFlags := addPackFlags(fs)
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	maxStreams := fs.Int("max-streams", 1024, "most blob downloads sent at once; more get 429 with Retry-After (0: no limit)")
 	stallTimeout := fs.Duration("stall-timeout", 60*time.Second, "how long a download waits for a client that stopped reading before it gives up")
@@ -77,21 +119,13 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		return serveConfig{}, envErr
 	}
 
-	cfg := serveConfig{Addr: *addr, Name: *name, Tag: *tag, Siblings: *siblings, LogFormat: *logFormat, ShutdownTimeout: *shutdownTimeout, MaxStreams: *maxStreams, StallTimeout: *stallTimeout}
+	cfg := serveConfig{Addr: *addr, Name: *name, Tag: *tag, LogFormat: *logFormat, ShutdownTimeout: *shutdownTimeout, MaxStreams: *maxStreams, StallTimeout: *stallTimeout}
 	var err error
-	if cfg.Format, err = index.ParseFormat(*format); err != nil {
-		return cfg, usageError{err}
+	if cfg.packConfig, err = packFlags.config(); err != nil {
+		return cfg, err
 	}
-	if *platforms != "" {
-		if cfg.Platforms, err = crossbuild.ParsePlatforms(*platforms); err != nil {
-			return cfg, usageError{err}
-		}
-	}
-	if !registry.ValidName(cfg.Name) {
-		return cfg, usageError{fmt.Errorf("invalid repository name %q: use lower-case letters, digits and . _ - / separators", cfg.Name)}
-	}
-	if !registry.ValidTag(cfg.Tag) {
-		return cfg, usageError{fmt.Errorf("invalid tag %q: use letters, digits, . _ - (at most 128)", cfg.Tag)}
+	if err := checkNameTag(cfg.Name, cfg.Tag); err != nil {
+		return cfg, err
 	}
 	if cfg.MaxStreams < 0 {
 		return cfg, usageError{fmt.Errorf("--max-streams must not be negative")}

@@ -24,7 +24,7 @@ func TestParseServeFlags(t *testing.T) {
 		wantErr string
 	}{
 		{name: "defaults", check: func(t *testing.T, cfg serveConfig) {
-			assert.Equal(t, serveConfig{Addr: ":8080", Name: "quinistry", Tag: "latest", Format: index.Docker, LogFormat: "text", ShutdownTimeout: 30 * time.Second, MaxStreams: 1024, StallTimeout: time.Minute}, cfg)
+			assert.Equal(t, serveConfig{packConfig: packConfig{Format: index.Docker}, Addr: ":8080", Name: "quinistry", Tag: "latest", LogFormat: "text", ShutdownTimeout: 30 * time.Second, MaxStreams: 1024, StallTimeout: time.Minute}, cfg)
 		}},
 		{name: "flags", args: []string{"--addr", "127.0.0.1:0", "--name", "team/q", "--tag", "v1", "--format", "oci", "--platforms", "linux/arm64,linux/amd64", "--siblings", "/x", "--log-format", "json"},
 			check: func(t *testing.T, cfg serveConfig) {

@@ -13,15 +13,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/quinistry/quinistry/crossbuild"
-	"github.com/quinistry/quinistry/index"
 	"github.com/quinistry/quinistry/push"
 	"github.com/quinistry/quinistry/registry"
 )
 
 // pushConfig is what the push command was asked to do.
 type pushConfig struct {
-	pack          serveConfig
+	pack          packConfig
 	Ref           push.Reference
 	Username      string
 	PasswordStdin bool
@@ -46,9 +44,7 @@ func parsePushFlags(args []string, stderr io.Writer) (pushConfig, error) {
 	jobs := fs.Int("jobs", 4, "blobs to upload at once")
 	retries := fs.Int("retries", 5, "times to retry on 429, 5xx and dropped connections")
 	dockerConfig := fs.String("docker-config", "", "directory of docker's config.json with credentials (default: $DOCKER_CONFIG, else ~/.docker)")
-	format := fs.String("format", "docker", "media-type family: docker or oci")
-	siblings := fs.String("siblings", "", "directory holding quinistry-<os>-<arch> binaries (default: the executable's directory)")
-	platforms := fs.String("platforms", "", "platforms to push, comma-separated (default: every binary found)")
+	packFlags := addPackFlags(fs)
 	var positional []string
 	for {
 		if err := parseFlags(fs, args, stderr, "usage: quinistry push [flags] [HOST[:PORT]/]REPOSITORY[:TAG]"); err != nil {
@@ -72,15 +68,9 @@ func parsePushFlags(args []string, stderr io.Writer) (pushConfig, error) {
 		return pushConfig{}, usageError{err}
 	}
 	cfg := pushConfig{Ref: ref, Username: *username, PasswordStdin: *passwordStdin, Insecure: *insecure, CAFile: *caFile,
-		MountFrom: *mountFrom, Jobs: *jobs, Retries: *retries, DockerConfig: *dockerConfig,
-		pack: serveConfig{Name: crossbuild.BaseName, Tag: ref.Tag, Siblings: *siblings, LogFormat: "text"}}
-	if cfg.pack.Format, err = index.ParseFormat(*format); err != nil {
-		return cfg, usageError{err}
-	}
-	if *platforms != "" {
-		if cfg.pack.Platforms, err = crossbuild.ParsePlatforms(*platforms); err != nil {
-			return cfg, usageError{err}
-		}
+		MountFrom: *mountFrom, Jobs: *jobs, Retries: *retries, DockerConfig: *dockerConfig}
+	if cfg.pack, err = packFlags.config(); err != nil {
+		return cfg, err
 	}
 	if cfg.Username != "" && !cfg.PasswordStdin {
 		return cfg, usageError{errors.New("push: --username needs --password-stdin")}

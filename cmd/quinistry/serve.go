@@ -39,7 +39,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	go func() { done <- srv.Serve(ln) }()
 
 	packStart := time.Now()
-	content, err := pack(ctx, cfg, log)
+	content, err := pack(ctx, cfg.packConfig, log)
 	if err == nil {
 		err = content.Verify()
 	}
@@ -167,7 +167,7 @@ func plain(w http.ResponseWriter, status int, text string) {
 }
 
 // pack finds the binaries and builds the image content.
-func pack(ctx context.Context, cfg serveConfig, log *slog.Logger) (*index.Content, error) {
+func pack(ctx context.Context, cfg packConfig, log *slog.Logger) (*index.Content, error) {
 	self, err := executable()
 	if err != nil {
 		return nil, err
