@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/quinistry/quinistry/crossbuild"
 )
@@ -100,20 +102,26 @@ func (c *Content) Close() error {
 }
 
 // Verify re-hashes every manifest and blob against its digest and size, so
-// that a server never reports ready with content it would serve wrong.
+// that a server never reports ready with content it would serve wrong. The
+// blobs are hashed concurrently.
 func (c *Content) Verify() error {
 	all := []Blob{c.List}
 	for _, img := range c.Images {
 		all = append(all, img.Manifest, img.Config)
 	}
 	all = append(all, c.Layers...)
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
 	for _, b := range all {
-		if int64(len(b.Data)) != b.Size {
-			return fmt.Errorf("self-check: %s holds %d bytes, not %d", b.Digest, len(b.Data), b.Size)
-		}
-		if got := b.Digest.Algorithm().FromBytes(b.Data); got != b.Digest {
-			return fmt.Errorf("self-check: %s hashes to %s", b.Digest, got)
-		}
+		g.Go(func() error {
+			if int64(len(b.Data)) != b.Size {
+				return fmt.Errorf("self-check: %s holds %d bytes, not %d", b.Digest, len(b.Data), b.Size)
+			}
+			if got := b.Digest.Algorithm().FromBytes(b.Data); got != b.Digest {
+				return fmt.Errorf("self-check: %s hashes to %s", b.Digest, got)
+			}
+			return nil
+		})
 	}
-	return nil
+	return g.Wait()
 }

@@ -5,6 +5,7 @@ package layer
 
 import (
 	"archive/tar"
+	_ "crypto/sha256" // registers sha256 for go-digest
 	"fmt"
 	"io"
 	"os"

@@ -27,19 +27,25 @@ type memberWriter struct {
 }
 
 type member struct {
-	data []byte
-	err  error
+	out *bytes.Buffer
+	err error
 }
 
-var gzipWriters = sync.Pool{New: func() any {
-	zw, _ := gzip.NewWriterLevel(nil, Level)
-	return zw
-}}
+// Pools keep packing from asking the system for fresh memory for every
+// chunk: a few chunks are in flight at a time, whatever the layer's size.
+var (
+	gzipWriters = sync.Pool{New: func() any {
+		zw, _ := gzip.NewWriterLevel(nil, Level)
+		return zw
+	}}
+	chunks  = sync.Pool{New: func() any { b := make([]byte, 0, ChunkSize); return &b }}
+	outputs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+)
 
 func newMemberWriter(w io.Writer) *memberWriter {
 	mw := &memberWriter{
 		w:     w,
-		buf:   make([]byte, 0, ChunkSize),
+		buf:   (*chunks.Get().(*[]byte))[:0],
 		queue: make(chan chan member, runtime.GOMAXPROCS(0)),
 		done:  make(chan error, 1),
 	}
@@ -56,7 +62,11 @@ func (mw *memberWriter) drain() {
 			err = m.err
 		}
 		if err == nil {
-			_, err = mw.w.Write(m.data)
+			_, err = mw.w.Write(m.out.Bytes())
+		}
+		if m.out != nil {
+			m.out.Reset()
+			outputs.Put(m.out)
 		}
 	}
 	mw.done <- err
@@ -78,11 +88,14 @@ func (mw *memberWriter) Write(p []byte) (int, error) {
 // cut hands the buffered chunk to a goroutine that compresses it.
 func (mw *memberWriter) cut() {
 	chunk := mw.buf
-	mw.buf = make([]byte, 0, ChunkSize)
+	mw.buf = (*chunks.Get().(*[]byte))[:0]
 	mw.any = true
 	next := make(chan member, 1)
 	mw.queue <- next // waits while GOMAXPROCS chunks are ahead
-	go func() { next <- compress(chunk) }()
+	go func() {
+		next <- compress(chunk)
+		chunks.Put(&chunk)
+	}()
 }
 
 // Close compresses what is left and waits for every member to be written.
@@ -90,22 +103,22 @@ func (mw *memberWriter) Close() error {
 	if len(mw.buf) > 0 || !mw.any {
 		mw.cut()
 	}
+	chunks.Put(&mw.buf)
 	close(mw.queue)
 	return <-mw.done
 }
 
 // compress makes one gzip member of chunk, with no name and no time.
 func compress(chunk []byte) member {
-	var out bytes.Buffer
-	out.Grow(len(chunk) / 2)
+	out := outputs.Get().(*bytes.Buffer)
 	zw := gzipWriters.Get().(*gzip.Writer)
 	defer gzipWriters.Put(zw)
-	zw.Reset(&out)
+	zw.Reset(out)
 	if _, err := zw.Write(chunk); err != nil {
-		return member{err: err}
+		return member{out: out, err: err}
 	}
 	if err := zw.Close(); err != nil {
-		return member{err: err}
+		return member{out: out, err: err}
 	}
-	return member{data: out.Bytes()}
+	return member{out: out}
 }
