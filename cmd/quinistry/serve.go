@@ -66,6 +66,13 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	log.Info("ready", "addr", ln.Addr().String(), "startup", time.Since(start).Round(time.Microsecond),
 		"pull", "docker pull "+pullHost(ln.Addr())+"/"+cfg.Name+":"+cfg.Tag)
 
+	// Packing's buffers are garbage once the list is served: give them back
+	// to the system rather than keep them for a peak that never comes
+	// again. Pooled buffers survive one collection in the pools' victim
+	// caches, so it takes two.
+	runtime.GC()
+	debug.FreeOSMemory()
+
 	select {
 	case err := <-done:
 		return err
