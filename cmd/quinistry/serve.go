@@ -27,7 +27,9 @@ import (
 // while the image is packed wait for it rather than being refused.
 func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	start := time.Now()
-	log := newLogger(cfg.LogFormat, stderr)
+	logs := newLogBuffer(stderr)
+	defer logs.Close()
+	log := newLogger(cfg.LogFormat, logs)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
