@@ -229,5 +229,43 @@ echo "  unreadable binary: exit $status: $out"
 check "unreadable binary: exits 1" [ "$status" == 1 ]
 check "unreadable binary: one clear line naming the binary and the reason" one_clear_line "$out" "$Q_TMP/xonly/quinistry-linux-amd64"
 
+# --- TLS: HTTPS with HTTP/2, and the certificate reloaded on SIGHUP without a restart.
+tls=$Q_TMP/tls
+mkdir -p "$tls"
+make_cert() { # make_cert NAME: a self-signed certificate for 127.0.0.1 with that common name
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "/CN=$1" \
+    -addext "subjectAltName=IP:127.0.0.1" -keyout "$tls/key.pem" -out "$tls/cert.pem" 2>/dev/null
+  cp "$tls/cert.pem" "$tls/$1.pem"
+}
+served_cn() { # served_cn ADDR: the common name of the certificate the server presents
+  openssl s_client -connect "$1" -servername 127.0.0.1 </dev/null 2>/dev/null | openssl x509 -noout -subject | sed 's/.*CN *= *//'
+}
+make_cert first
+q_start tls "$AMD64" --addr 127.0.0.1:0 --tls-cert "$tls/cert.pem" --tls-key "$tls/key.pem"
+addr=${Q_ADDR[tls]}
+check "tls: /v2/ over HTTPS answers with HTTP/2" \
+  [ "$(curl -fsS --cacert "$tls/first.pem" -o /dev/null -w '%{http_version}' "https://$addr/v2/")" == 2 ]
+check "tls: crane reads the list over verified HTTPS" \
+  env SSL_CERT_FILE="$tls/first.pem" crane digest "$addr/quinistry:latest"
+check "tls: the first certificate is served" [ "$(served_cn "$addr")" == first ]
+make_cert second
+kill -HUP "${Q_PID[tls]}"
+serves_cn() { # serves_cn ADDR CN: within 5 s, the server presents the certificate named CN
+  local i
+  for ((i = 0; i < 50; i++)); do [[ $(served_cn "$1") == "$2" ]] && return 0; sleep 0.1; done
+  return 1
+}
+check "tls: after SIGHUP the new certificate is served" serves_cn "$addr" second
+check "tls: HTTPS works with the new certificate" curl -fsS --cacert "$tls/second.pem" -o /dev/null "https://$addr/v2/"
+echo broken >"$tls/key.pem"
+kill -HUP "${Q_PID[tls]}"
+sleep 0.3
+check "tls: a broken key on SIGHUP keeps the last certificate" [ "$(served_cn "$addr")" == second ]
+check "tls: the failed reload is logged" grep -q 'TLS certificate not reloaded' "$Q_TMP/tls.log"
+q_stop tls
+out=$("$AMD64" --addr 127.0.0.1:0 --tls-cert "$tls/missing.pem" --tls-key "$tls/key.pem" 2>&1 >/dev/null) && status=0 || status=$?
+check "bad input: a missing TLS certificate is one line and exit 1" \
+  eval '[[ $status == 1 && $(wc -l <<<"$out") == 1 && $out == "quinistry: cannot load TLS certificate"* ]]'
+
 echo "e2e-hold took $((($(date +%s%N) - start) / 1000000)) ms"
 checks_done e2e-hold

@@ -12,7 +12,7 @@ CRANE_VERSION=v0.22.1
 CONFORMANCE_MOD=github.com/opencontainers/distribution-spec/conformance
 CONFORMANCE_VERSION=v0.0.0-20260831232431-97274622c111
 # name=upstream-version glob (Debian 12); rebuilds and security updates still match
-APT_PKGS=(docker.io=20.10.24* qemu-user-static=1:7.2* skopeo=1.9.3* curl=7.88* jq=1.6* ca-certificates)
+APT_PKGS=(docker.io=20.10.24* qemu-user-static=1:7.2* skopeo=1.9.3* curl=7.88* jq=1.6* openssl=3.0* ca-certificates)
 
 export DEBIAN_FRONTEND=noninteractive GOBIN=$BIN GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
 mkdir -p "$BIN"

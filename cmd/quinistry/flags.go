@@ -75,6 +75,8 @@ type serveConfig struct {
 	MaxStreams int
 	// StallTimeout frees a download whose client stops reading.
 	StallTimeout time.Duration
+	// TLSCert and TLSKey, when set, serve HTTPS (and HTTP/2).
+	TLSCert, TLSKey string
 }
 
 // envPrefix starts the environment variable that stands for each flag:
@@ -98,6 +100,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	maxStreams := fs.Int("max-streams", 1024, "most blob downloads sent at once; more get 429 with Retry-After (0: no limit)")
 	stallTimeout := fs.Duration("stall-timeout", 60*time.Second, "how long a download waits for a client that stopped reading before it gives up")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) file: serve HTTPS and HTTP/2; reloaded on SIGHUP")
+	tlsKey := fs.String("tls-key", "", "PEM private key file for --tls-cert")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "how long in-flight downloads may finish after SIGTERM/SIGINT")
 	if err := parseFlags(fs, args, stderr, "usage: quinistry [serve] [flags] | quinistry push | quinistry export | quinistry version\n\nflags (each also read from QUINISTRY_<NAME>):"); err != nil {
 		return serveConfig{}, err
@@ -119,13 +123,16 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		return serveConfig{}, envErr
 	}
 
-	cfg := serveConfig{Addr: *addr, Name: *name, Tag: *tag, LogFormat: *logFormat, ShutdownTimeout: *shutdownTimeout, MaxStreams: *maxStreams, StallTimeout: *stallTimeout}
+	cfg := serveConfig{Addr: *addr, Name: *name, Tag: *tag, LogFormat: *logFormat, ShutdownTimeout: *shutdownTimeout, MaxStreams: *maxStreams, StallTimeout: *stallTimeout, TLSCert: *tlsCert, TLSKey: *tlsKey}
 	var err error
 	if cfg.packConfig, err = packFlags.config(); err != nil {
 		return cfg, err
 	}
 	if err := checkNameTag(cfg.Name, cfg.Tag); err != nil {
 		return cfg, err
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return cfg, usageError{fmt.Errorf("--tls-cert and --tls-key go together")}
 	}
 	if cfg.MaxStreams < 0 {
 		return cfg, usageError{fmt.Errorf("--max-streams must not be negative")}

@@ -52,6 +52,7 @@ func TestParseServeFlags(t *testing.T) {
 		{name: "bad log format", args: []string{"--log-format", "xml"}, wantErr: "unknown log format"},
 		{name: "negative shutdown timeout", args: []string{"--shutdown-timeout=-1s"}, wantErr: "must not be negative"},
 		{name: "negative stream cap", args: []string{"--max-streams=-1"}, wantErr: "must not be negative"},
+		{name: "TLS certificate without a key", args: []string{"--tls-cert", "c.pem"}, wantErr: "--tls-cert and --tls-key go together"},
 		{name: "unknown flag", args: []string{"--nope"}, wantErr: "flag provided but not defined: -nope"},
 		{name: "extra argument", args: []string{"extra"}, wantErr: `unexpected argument "extra"`},
 	}

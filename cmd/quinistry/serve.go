@@ -9,12 +9,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/quinistry/quinistry/crossbuild"
@@ -31,6 +33,13 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	defer logs.Close()
 	log := newLogger(cfg.LogFormat, logs)
 
+	var certs *certReloader
+	if cfg.TLSCert != "" {
+		var err error
+		if certs, err = newCertReloader(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", cfg.Addr, errors.Unwrap(err))
@@ -38,7 +47,13 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	front := newFrontDoor()
 	srv := newHTTPServer(front, log)
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
+	if certs != nil {
+		srv.TLSConfig = certs.tlsConfig()
+		go func() { done <- srv.ServeTLS(ln, "", "") }()
+		go reloadOnHangup(ctx, certs, log)
+	} else {
+		go func() { done <- srv.Serve(ln) }()
+	}
 
 	packStart := time.Now()
 	content, err := pack(ctx, cfg.packConfig, log)
@@ -66,7 +81,7 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	log.Info("list", "digest", content.List.Digest.String(), "media_type", content.List.MediaType, "tags", reg.Tags())
 	front.open(reg, packTime)
 	log.Info("ready", "addr", ln.Addr().String(), "startup", time.Since(start).Round(time.Microsecond),
-		"pull", "docker pull "+pullHost(ln.Addr())+"/"+cfg.Name+":"+cfg.Tag)
+		"tls", certs != nil, "pull", "docker pull "+pullHost(ln.Addr())+"/"+cfg.Name+":"+cfg.Tag)
 
 	// Packing's buffers are garbage once the list is served: give them back
 	// to the system rather than keep them for a peak that never comes
@@ -89,6 +104,26 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// reloadOnHangup loads the TLS certificate again on every SIGHUP until ctx
+// ends.
+func reloadOnHangup(ctx context.Context, certs *certReloader, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := certs.Reload(); err != nil {
+				log.Warn("TLS certificate not reloaded; still serving the previous one", "error", err.Error())
+			} else {
+				log.Info("TLS certificate reloaded", "cert", certs.certFile)
+			}
+		}
+	}
 }
 
 // newHTTPServer returns the server that serves handler: header reads are
