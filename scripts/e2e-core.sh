@@ -62,6 +62,22 @@ for format in docker oci; do
   q_stop again-$format
 done
 
+# Every supported platform: build all six, serve them from the amd64 binary, and run each other
+# binary under its qemu user-mode emulator: all serve the same list digest, big-endian s390x included.
+ALL="linux/amd64 linux/arm64 linux/arm/v7 linux/ppc64le linux/s390x linux/riscv64"
+DIST=$Q_TMP/dist-all PLATFORMS="$ALL" scripts/build.sh >/dev/null
+q_start all "$Q_TMP/dist-all/quinistry-linux-amd64" --addr 127.0.0.1:0
+want=$(q_list_digest "${Q_ADDR[all]}")
+check "all platforms: the list names all six" [ "$(crane manifest --insecure "${Q_ADDR[all]}/quinistry:latest" |
+  jq -r '[.manifests[].platform | .os + "/" + .architecture + (if .variant and .architecture != "arm64" then "/" + .variant else "" end)] | join(" ")')" == "$ALL" ]
+q_stop all
+for pair in arm64:aarch64 arm-v7:arm ppc64le:ppc64le s390x:s390x riscv64:riscv64; do
+  file=quinistry-linux-${pair%%:*}
+  Q_READY_SECONDS=60 q_start "all-$file" "qemu-${pair##*:}-static" "$Q_TMP/dist-all/$file" --addr 127.0.0.1:0
+  check "all platforms: $file under qemu serves the same list digest" same_digest "$want" "${Q_ADDR[all-$file]}"
+  q_stop "all-$file"
+done
+
 # Bad start-up input: a non-zero exit and one readable line, no stack trace.
 one_clean_line() {
   local want=$1 out status=0

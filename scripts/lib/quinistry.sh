@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Helpers for end-to-end tests that start quinistry servers. Source it, then:
 #   q_start NAME CMD...    start CMD (a quinistry binary and its flags, with --addr 127.0.0.1:0) in the
-#                          background, wait until it logs its ready line, set Q_ADDR[NAME] and Q_PID[NAME]
+#                          background, wait (Q_READY_SECONDS, default 15) until it logs its ready line,
+#                          set Q_ADDR[NAME] and Q_PID[NAME]
 #   q_stop NAME            stop it (SIGTERM, then SIGKILL after 10 s)
 #   q_stop_all             stop every server started here (use in an EXIT trap)
 #   q_list_digest ADDR [NAME]  the list digest served for NAME:latest (HEAD, as docker asks)
@@ -21,7 +22,7 @@ q_start() {
   shift
   "$@" >"$Q_TMP/$name.out" 2>"$Q_TMP/$name.log" </dev/null &
   Q_PID[$name]=$!
-  for ((i = 0; i < 300; i++)); do
+  for ((i = 0; i < ${Q_READY_SECONDS:-15} * 20; i++)); do
     if grep -q 'msg=ready' "$Q_TMP/$name.log" 2>/dev/null; then
       Q_ADDR[$name]=$(sed -n 's/.*msg=ready addr=\([^ ]*\).*/\1/p' "$Q_TMP/$name.log" | head -1)
       return 0
