@@ -170,7 +170,10 @@ func transient(err error) bool {
 		return false
 	}
 	var ne net.Error
+	// net.ErrClosed: the transport closed its own end after the peer
+	// dropped the connection in the middle of an upload.
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, net.ErrClosed) ||
 		errors.Is(err, syscall.EPIPE) || (errors.As(err, &ne) && ne.Timeout()) || strings.Contains(err.Error(), "connection reset")
 }
 
