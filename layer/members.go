@@ -14,7 +14,7 @@ import (
 // gzip reader reads them all), compressed concurrently, so packing speeds up
 // with cores even for one binary. The chunk boundaries depend only on the
 // data, never on the number of cores, so the bytes do not either.
-const ChunkSize = 1 << 20
+const ChunkSize = 256 << 10
 
 // memberWriter compresses what is written to it as one gzip member per
 // ChunkSize bytes, several at once, and writes the members to w in order.
@@ -111,6 +111,7 @@ func (mw *memberWriter) Close() error {
 // compress makes one gzip member of chunk, with no name and no time.
 func compress(chunk []byte) member {
 	out := outputs.Get().(*bytes.Buffer)
+	out.Grow(len(chunk) + len(chunk)/16) // room for incompressible data: no regrowth while compressing
 	zw := gzipWriters.Get().(*gzip.Writer)
 	defer gzipWriters.Put(zw)
 	zw.Reset(out)
