@@ -94,22 +94,17 @@ func Layout(c *index.Content, opts Options) ([]File, error) {
 	}
 	files["oci-layout"] = marker
 
-	ref := Descriptor{
-		MediaType: c.List.MediaType, Digest: c.List.Digest, Size: c.List.Size,
-		Annotations: map[string]string{ImageNameAnnotation: FullName(opts.Name) + ":" + opts.Tag, RefNameAnnotation: opts.Tag},
-	}
-	idx, err := json.Marshal(Index{SchemaVersion: 2, MediaType: index.OCI.MediaTypes().List, Manifests: []Descriptor{ref}})
+	ref := c.List.Descriptor
+	ref.Annotations = map[string]string{ImageNameAnnotation: FullName(opts.Name) + ":" + opts.Tag, RefNameAnnotation: opts.Tag}
+	idx, err := json.Marshal(index.List{SchemaVersion: 2, MediaType: index.OCI.MediaTypes().List, Manifests: []index.Descriptor{ref}})
 	if err != nil {
 		return nil, err
 	}
 	files["index.json"] = idx
 
-	var m index.Manifest
-	if err := json.Unmarshal(img.Manifest.Data, &m); err != nil {
-		return nil, fmt.Errorf("export: reading the %s manifest: %w", img.Platform, err)
-	}
-	legacy := LegacyManifest{Config: BlobPath(m.Config.Digest), RepoTags: []string{FamiliarName(opts.Name) + ":" + opts.Tag}}
-	for _, l := range m.Layers {
+	// Every image holds every layer, in the content's order.
+	legacy := LegacyManifest{Config: BlobPath(img.Config.Digest), RepoTags: []string{FamiliarName(opts.Name) + ":" + opts.Tag}}
+	for _, l := range c.Layers {
 		legacy.Layers = append(legacy.Layers, BlobPath(l.Digest))
 	}
 	lm, err := json.Marshal([]LegacyManifest{legacy})
@@ -124,21 +119,6 @@ func Layout(c *index.Content, opts Options) ([]File, error) {
 	}
 	slices.SortFunc(out, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
 	return out, nil
-}
-
-// Index is an OCI layout's index.json.
-type Index struct {
-	SchemaVersion int          `json:"schemaVersion"`
-	MediaType     string       `json:"mediaType"`
-	Manifests     []Descriptor `json:"manifests"`
-}
-
-// Descriptor is an index.json entry: a descriptor with annotations.
-type Descriptor struct {
-	MediaType   string            `json:"mediaType"`
-	Digest      digest.Digest     `json:"digest"`
-	Size        int64             `json:"size"`
-	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 // LegacyManifest is one entry of the manifest.json that `docker save`

@@ -85,7 +85,7 @@ func TestTarIsALoadableLayout(t *testing.T) {
 			assert.Equal(t, []string{"blobs/", "blobs/sha256/"}, names[:2], "directories first")
 
 			assert.JSONEq(t, `{"imageLayoutVersion":"1.0.0"}`, string(files["oci-layout"]))
-			var idx export.Index
+			var idx index.List
 			require.NoError(t, json.Unmarshal(files["index.json"], &idx))
 			require.Len(t, idx.Manifests, 1)
 			ref := idx.Manifests[0]

@@ -16,6 +16,9 @@ type Descriptor struct {
 	Digest    digest.Digest  `json:"digest"`
 	Size      int64          `json:"size"`
 	Platform  *PlatformField `json:"platform,omitempty"`
+	// Annotations name an image in an OCI layout's index.json; the
+	// registry's own documents have none.
+	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 // PlatformField is a manifest list entry's platform.

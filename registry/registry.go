@@ -86,14 +86,12 @@ func (reg *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (reg *Registry) serve(w *recorder, r *http.Request) {
 	rt, ok, err := parseRoute(r.URL.EscapedPath())
-	w.route = "unknown"
-	if ok {
-		w.route = routeNames[rt.kind]
-	}
 	if !ok {
+		w.route = "unknown"
 		writeError(w, r, newError(ErrNotFound, "no such API endpoint "+quoteShort(r.URL.Path)))
 		return
 	}
+	w.route = routeNames[rt.kind]
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		writeError(w, r, newError(ErrUnsupported, r.Method+" is not supported"))
@@ -153,9 +151,10 @@ func (reg *Registry) serveManifest(w http.ResponseWriter, r *http.Request, ref s
 	h := w.Header()
 	h.Set("Content-Type", m.MediaType)
 	h.Set("Docker-Content-Digest", m.Digest.String())
-	h.Set("Etag", `"`+m.Digest.String()+`"`)
+	tag := etag(m.Digest)
+	h.Set("Etag", tag)
 	h.Set("Vary", "Accept")
-	if notModified(r, m.Digest) {
+	if notModified(r, tag) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
@@ -201,59 +200,65 @@ func (reg *Registry) serveBlob(w http.ResponseWriter, r *http.Request, ref strin
 		writeError(w, r, newError(ErrBlobUnknown, "no blob "+d.String()))
 		return
 	}
+	tag := etag(d)
 	h := w.Header()
-	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Docker-Content-Digest", d.String())
-	h.Set("Etag", `"`+d.String()+`"`)
-	h.Set("Accept-Ranges", "bytes")
-	h.Set("Cache-Control", "public, max-age=31536000, immutable")
-	if notModified(r, d) {
+	if notModified(r, tag) {
+		setBlobHeaders(h, d, tag)
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
 	start, end := int64(0), b.Size
 	status := http.StatusOK
-	if spec := r.Header.Get("Range"); spec != "" && ifRangeMatches(r, d) {
+	if spec := r.Header.Get("Range"); spec != "" && ifRangeMatches(r, tag) {
 		rg, err := parseRange(spec, b.Size)
 		switch {
 		case err == errUnsatisfiable:
 			// The error is not the blob: no ETag, and nothing that lets a
 			// cache keep it for a year (as http.ServeContent does).
-			h.Del("Etag")
-			h.Del("Cache-Control")
+			h.Set("Docker-Content-Digest", d.String())
+			h.Set("Accept-Ranges", "bytes")
 			h.Set("Content-Range", "bytes */"+strconv.FormatInt(b.Size, 10))
 			writeError(w, r, newError(ErrRangeInvalid, "range "+quoteShort(spec)+" is outside the blob's "+strconv.FormatInt(b.Size, 10)+" bytes"))
 			return
 		case err == nil:
 			start, end = rg.start, rg.end
 			status = http.StatusPartialContent
-			h.Set("Content-Range", "bytes "+strconv.FormatInt(start, 10)+"-"+strconv.FormatInt(end-1, 10)+"/"+strconv.FormatInt(b.Size, 10))
 		}
 		// A malformed or multi-part range is ignored: the whole blob is sent.
 	}
-	if r.Method == http.MethodHead {
-		h.Set("Content-Length", strconv.FormatInt(end-start, 10))
-		w.WriteHeader(status)
-		return
-	}
-	if reg.streams != nil {
+	if r.Method != http.MethodHead && reg.streams != nil {
+		// A download takes a slot; HEAD, 304 and 416 answers do not.
 		select {
 		case reg.streams <- struct{}{}:
 			defer func() { <-reg.streams }()
 		default:
-			for _, k := range []string{"Etag", "Cache-Control", "Content-Range", "Accept-Ranges", "Docker-Content-Digest"} {
-				h.Del(k)
-			}
 			h.Set("Retry-After", "1")
 			writeError(w, r, newError(ErrTooManyRequests, "too many blob downloads at once; retry shortly"))
 			return
 		}
 	}
-	reg.metrics.streams.Add(1)
-	defer reg.metrics.streams.Add(-1)
+	setBlobHeaders(h, d, tag)
+	if status == http.StatusPartialContent {
+		h.Set("Content-Range", "bytes "+strconv.FormatInt(start, 10)+"-"+strconv.FormatInt(end-1, 10)+"/"+strconv.FormatInt(b.Size, 10))
+	}
 	h.Set("Content-Length", strconv.FormatInt(end-start, 10))
 	w.WriteHeader(status)
+	if r.Method == http.MethodHead {
+		return
+	}
+	reg.metrics.streams.Add(1)
+	defer reg.metrics.streams.Add(-1)
 	sendBlob(w, b, start, end, reg.stallTimeout)
+}
+
+// setBlobHeaders describes a blob in a response that carries it (or, for
+// 304, stands for it).
+func setBlobHeaders(h http.Header, d digest.Digest, tag string) {
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("Etag", tag)
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("Cache-Control", "public, max-age=31536000, immutable")
 }
 
 // Blobs are sent in pieces of sendPiece bytes, each of which the client
@@ -344,24 +349,27 @@ func (reg *Registry) servePage(w http.ResponseWriter, r *http.Request, key strin
 	writeJSON(w, r, "application/json", body)
 }
 
-// notModified reports whether If-None-Match names the content's ETag.
-func notModified(r *http.Request, d digest.Digest) bool {
+// etag is the entity tag of content with digest d: the quoted digest.
+func etag(d digest.Digest) string { return `"` + d.String() + `"` }
+
+// ifRangeMatches reports whether a Range request's If-Range (if any) still
+// names this blob; when it does not, the whole blob is sent.
+func ifRangeMatches(r *http.Request, tag string) bool {
+	v := r.Header.Get("If-Range")
+	return v == "" || v == tag
+}
+
+// notModified reports whether If-None-Match names the entity tag.
+func notModified(r *http.Request, tag string) bool {
 	for _, v := range r.Header.Values("If-None-Match") {
-		for _, tag := range strings.Split(v, ",") {
-			tag = strings.TrimPrefix(strings.TrimSpace(tag), "W/")
-			if tag == "*" || tag == `"`+d.String()+`"` {
+		for _, t := range strings.Split(v, ",") {
+			t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+			if t == "*" || t == tag {
 				return true
 			}
 		}
 	}
 	return false
-}
-
-// ifRangeMatches reports whether a Range request's If-Range (if any) still
-// names this blob; when it does not, the whole blob is sent.
-func ifRangeMatches(r *http.Request, d digest.Digest) bool {
-	v := r.Header.Get("If-Range")
-	return v == "" || v == `"`+d.String()+`"`
 }
 
 // writeJSON sends v as JSON.

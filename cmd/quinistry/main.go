@@ -66,9 +66,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // versionLine describes the running binary.
 func versionLine() string {
-	bi, _ := debug.ReadBuildInfo()
-	version, revision := "(devel)", "unknown"
-	if bi != nil {
+	version, revision := buildVersion()
+	return fmt.Sprintf("quinistry %s (revision %s, %s, %s)", version, revision, runtime.Version(), crossbuild.Current())
+}
+
+// buildVersion returns the running binary's module version and VCS
+// revision, or "(devel)" and "unknown" where the build did not record them.
+func buildVersion() (version, revision string) {
+	version, revision = "(devel)", "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
 		if bi.Main.Version != "" {
 			version = bi.Main.Version
 		}
@@ -76,5 +82,5 @@ func versionLine() string {
 			revision = r
 		}
 	}
-	return fmt.Sprintf("quinistry %s (revision %s, %s, %s)", version, revision, runtime.Version(), crossbuild.Current())
+	return version, revision
 }

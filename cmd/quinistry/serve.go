@@ -15,7 +15,6 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -141,8 +140,10 @@ func newHTTPServer(handler http.Handler, log *slog.Logger) *http.Server {
 // frontDoor answers health checks at once and hands registry requests to
 // the registry as soon as the image is packed; until then they wait.
 type frontDoor struct {
-	reg      atomic.Pointer[registry.Registry]
+	// ready is closed by open; reg and packTime are set before, and read
+	// only after it is closed.
 	ready    chan struct{}
+	reg      *registry.Registry
 	packTime time.Duration
 }
 
@@ -150,9 +151,18 @@ func newFrontDoor() *frontDoor { return &frontDoor{ready: make(chan struct{})} }
 
 // open lets requests through to reg.
 func (f *frontDoor) open(reg *registry.Registry, packTime time.Duration) {
-	f.packTime = packTime
-	f.reg.Store(reg)
+	f.reg, f.packTime = reg, packTime
 	close(f.ready)
+}
+
+// registry returns the registry once open has been called, else nil.
+func (f *frontDoor) registry() *registry.Registry {
+	select {
+	case <-f.ready:
+		return f.reg
+	default:
+		return nil
+	}
 }
 
 func (f *frontDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -161,7 +171,7 @@ func (f *frontDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		plain(w, http.StatusOK, "ok\n")
 		return
 	case "/readyz":
-		if f.reg.Load() == nil {
+		if f.registry() == nil {
 			plain(w, http.StatusServiceUnavailable, "packing\n")
 		} else {
 			plain(w, http.StatusOK, "ready\n")
@@ -173,7 +183,7 @@ func (f *frontDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	select {
 	case <-f.ready:
-		f.reg.Load().ServeHTTP(w, r)
+		f.reg.ServeHTTP(w, r)
 	case <-r.Context().Done():
 	}
 }
@@ -182,15 +192,16 @@ func (f *frontDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // packing time and, once ready, the registry's counters.
 func (f *frontDoor) writeMetrics(w http.ResponseWriter) {
 	var b strings.Builder
-	version, revision := "(devel)", ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		version, revision = bi.Main.Version, index.Setting(bi, "vcs.revision")
-	}
+	version, revision := buildVersion()
 	fmt.Fprintf(&b, "# HELP quinistry_build_info The running binary.\n# TYPE quinistry_build_info gauge\n"+
 		"quinistry_build_info{version=%q,revision=%q,goversion=%q,platform=%q} 1\n",
 		version, revision, runtime.Version(), crossbuild.Current().String())
-	reg := f.reg.Load()
-	fmt.Fprintf(&b, "# HELP quinistry_ready Whether the image is packed and served.\n# TYPE quinistry_ready gauge\nquinistry_ready %d\n", map[bool]int{false: 0, true: 1}[reg != nil])
+	reg := f.registry()
+	ready := 0
+	if reg != nil {
+		ready = 1
+	}
+	fmt.Fprintf(&b, "# HELP quinistry_ready Whether the image is packed and served.\n# TYPE quinistry_ready gauge\nquinistry_ready %d\n", ready)
 	if reg != nil {
 		fmt.Fprintf(&b, "# HELP quinistry_pack_seconds Time taken to pack and self-check the image.\n# TYPE quinistry_pack_seconds gauge\nquinistry_pack_seconds %g\n", f.packTime.Seconds())
 		_ = reg.WriteMetrics(&b)
