@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -98,4 +99,29 @@ func TestWriteMetrics(t *testing.T) {
 	assert.Regexp(t, `quinistry_response_bytes_total (\d+)`, text)
 	assert.NotContains(t, text, "quinistry_response_bytes_total 0\n")
 	assert.Greater(t, len(blob), 0)
+}
+
+// TestBlobReaderUsesTheMemoryFile checks the precondition of sendfile: a
+// layer held in a memory file is read through an *os.File positioned at the
+// start of the range, while configs are read from memory.
+func TestBlobReaderUsesTheMemoryFile(t *testing.T) {
+	_, c := newTestRegistry(t, index.Docker)
+	l := c.Layers[0]
+	require.NotNil(t, l.File)
+	src, done := blobReader(l, 7, l.Size)
+	defer done()
+	f, ok := src.(*os.File)
+	require.True(t, ok, "a layer is read from %T, not a file", src)
+	got, err := io.ReadAll(f)
+	require.NoError(t, err)
+	assert.Equal(t, l.Data[7:], got)
+
+	cfg := c.Images[0].Config
+	src, done = blobReader(cfg, 0, cfg.Size)
+	defer done()
+	_, isFile := src.(*os.File)
+	assert.False(t, isFile)
+	got, err = io.ReadAll(src)
+	require.NoError(t, err)
+	assert.Equal(t, cfg.Data, got)
 }

@@ -269,24 +269,13 @@ const (
 	defaultStallTimeout = 60 * time.Second
 )
 
-// sendBlob writes bytes [start, end) of b. A layer held in a memory file is
-// sent from a private descriptor of that file, so that net/http can use
-// sendfile and the bytes never pass through user space.
+// sendBlob writes bytes [start, end) of b, in pieces the client must take
+// within stall each.
 func sendBlob(w http.ResponseWriter, b index.Blob, start, end int64, stall time.Duration) {
 	rc := http.NewResponseController(w)
 	defer rc.SetWriteDeadline(time.Time{}) // the connection may serve more requests
-	var src io.Reader
-	if b.File != nil {
-		if f, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(b.File.Fd()))); err == nil {
-			defer f.Close()
-			if _, err := f.Seek(start, io.SeekStart); err == nil {
-				src = f
-			}
-		}
-	}
-	if src == nil {
-		src = bytes.NewReader(b.Data[start:end])
-	}
+	src, done := blobReader(b, start, end)
+	defer done()
 	for left := end - start; left > 0; {
 		_ = rc.SetWriteDeadline(time.Now().Add(stall))
 		n, err := io.CopyN(w, src, min(left, sendPiece))
@@ -295,6 +284,22 @@ func sendBlob(w http.ResponseWriter, b index.Blob, start, end int64, stall time.
 			return
 		}
 	}
+}
+
+// blobReader reads b from start on. A layer held in a memory file is read
+// through a private descriptor of that file: an *os.File, which net/http
+// sends with sendfile, so the bytes never pass through user space. Other
+// blobs are read from memory. done releases the descriptor.
+func blobReader(b index.Blob, start, end int64) (src io.Reader, done func()) {
+	if b.File != nil {
+		if f, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(b.File.Fd()))); err == nil {
+			if _, err := f.Seek(start, io.SeekStart); err == nil {
+				return f, func() { f.Close() }
+			}
+			f.Close()
+		}
+	}
+	return bytes.NewReader(b.Data[start:end]), func() {}
 }
 
 // serveReferrers answers the referrers API: nothing refers to quinistry's
