@@ -6,7 +6,7 @@
 #   q_stop NAME            stop it (SIGTERM, then SIGKILL after 10 s)
 #   q_stop_all             stop every server started here (use in an EXIT trap)
 #   q_list_digest ADDR [NAME]  the list digest served for NAME:latest (HEAD, as docker asks)
-#   check DESC CMD...      run CMD, print "ok DESC" or "FAIL DESC" and count; checks_done prints the
+#   check DESC CMD...      run CMD, print "PASS DESC" or "FAIL DESC" and count; checks_done prints the
 #                          totals and fails if any check failed
 # Logs go to $Q_TMP/NAME.log.
 
@@ -59,7 +59,7 @@ check() {
   local desc=$1
   shift
   if "$@"; then
-    echo "ok   $desc"
+    echo "PASS $desc"
     CHECKS_PASSED=$((CHECKS_PASSED + 1))
   else
     echo "FAIL $desc"
