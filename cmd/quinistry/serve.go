@@ -21,6 +21,7 @@ import (
 	"github.com/quinistry/quinistry/crossbuild"
 	"github.com/quinistry/quinistry/index"
 	"github.com/quinistry/quinistry/registry"
+	"github.com/quinistry/quinistry/sbom"
 )
 
 // serve listens, packs the image, and serves it until ctx ends. It listens
@@ -242,7 +243,15 @@ func pack(ctx context.Context, cfg packConfig, log *slog.Logger) (*index.Content
 	if err != nil {
 		return nil, err
 	}
-	return index.Build(ctx, bins, index.Options{Format: cfg.Format, Created: created})
+	c, err := index.Build(ctx, bins, index.Options{Format: cfg.Format, Created: created})
+	if err != nil {
+		return nil, err
+	}
+	if err := sbom.Attach(c, bins); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // sourceDateEpoch reads SOURCE_DATE_EPOCH, the reproducible-builds way to
