@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -31,6 +32,9 @@ type Registry struct {
 	streams      chan struct{}
 	stallTimeout time.Duration
 	metrics      metrics
+	// homeOnce reads the page's data from the content on first use.
+	homeOnce sync.Once
+	homeData *homeData
 }
 
 // New returns a registry serving c as repository name under tags.
@@ -85,6 +89,11 @@ func (reg *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (reg *Registry) serve(w *recorder, r *http.Request) {
+	if r.URL.Path == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead) && acceptsHTML(r.Header.Values("Accept")) {
+		w.route = "home"
+		reg.serveHome(w, r)
+		return
+	}
 	rt, ok, err := parseRoute(r.URL.EscapedPath())
 	if !ok {
 		w.route = "unknown"
