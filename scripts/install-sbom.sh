@@ -10,7 +10,8 @@ BIN=$ROOT/.tools/bin
 SYFT_VERSION=v1.57.1
 ORAS_VERSION=v1.3.6
 REGCTL_VERSION=v0.11.7
-APT_PKGS=(chromium fonts-dejavu-core)
+# name=upstream-version glob (Debian 12); security rebuilds still match
+APT_PKGS=(chromium=156.* fonts-dejavu-core=2.37*)
 
 export DEBIAN_FRONTEND=noninteractive GOBIN=$BIN GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
 mkdir -p "$BIN"
@@ -33,8 +34,10 @@ go_tool regctl "$REGCTL_VERSION" github.com/regclient/regclient/cmd/regctl
 
 # --- chromium from Debian, without starting any service
 missing=()
-for p in "${APT_PKGS[@]}"; do
-  [[ $(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true) == ii* ]] || missing+=("$p")
+for spec in "${APT_PKGS[@]}"; do
+  have=$(dpkg-query -W -f='${db:Status-Abbrev}${Version}' "${spec%%=*}" 2>/dev/null || true)
+  # shellcheck disable=SC2053  # the version part is a glob on purpose
+  [[ $have == ii* && ${have#ii } == ${spec#*=} ]] || missing+=("$spec")
 done
 if ((${#missing[@]})); then
   echo "install-sbom: apt-get install ${missing[*]}"

@@ -66,6 +66,8 @@ if [[ ! -x $BIN/conformance.test ]]; then
   rm -rf "$tmp" "$tmp.log"
 fi
 
+"$ROOT/scripts/install-sbom.sh"  # syft, oras, regctl and chromium for e2e-sbom.sh
+
 # --- versions (docker resolves to /usr/local/bin/docker, the CLI 28, when present)
 DOCKER=/usr/local/bin/docker; [[ -x $DOCKER ]] || DOCKER=docker
 echo "docker CLI:  $("$DOCKER" --version) ($DOCKER; first docker in PATH: $(command -v docker))"
