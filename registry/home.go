@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"html"
 	"mime"
 	"net/http"
 	"strconv"
@@ -118,7 +117,7 @@ func configVersion(config []byte) string {
 // and runs no script.
 func (reg *Registry) serveHome(w http.ResponseWriter, r *http.Request) {
 	d := reg.home()
-	e := html.EscapeString
+	e := htmlEscaper.Replace
 	host := r.Host
 	if host == "" {
 		host = "localhost"
@@ -182,6 +181,11 @@ func (reg *Registry) serveHome(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(page))
 	}
 }
+
+// htmlEscaper escapes text for HTML content and quoted attributes. (The
+// standard library's html package would bring its whole entity table into
+// the binary.)
+var htmlEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;")
 
 // humanBytes writes a size in MB with one decimal.
 func humanBytes(n int64) string {
