@@ -15,6 +15,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 export PATH=$ROOT/.tools/bin:$PATH
 Q_TMP=$(mktemp -d)
+chmod 0711 "$Q_TMP" # generation 2 runs as the image's user, 65532
 source scripts/lib/quinistry.sh
 OUT=$ROOT/results/e2e-sbom
 PIDS=()
@@ -155,17 +156,18 @@ for format in docker oci; do
   check "$format: OCI conformance suite, pull and referrers (OCI_RO_DATA_REFERRERS=$subjects), all green" \
     conformance "$format" "$addr" "$manifests" "$blobs" "$subjects"
 
-  # generation 2, started as the image says: its entrypoint, its config's Env and a listen address
+  # generation 2, started as a container runtime would (q_start_image: Entrypoint + Cmd, the config's Env
+  # and user, and a listen address), arm64 under qemu
   for arch in amd64 arm64; do
     fs=$Q_TMP/fs-$format-$arch
+    cfg=$Q_TMP/fs-$format-$arch.config.json
     mkdir -p "$fs"
     crane export --insecure --platform linux/$arch "$addr/quinistry:latest" - | tar -x -C "$fs"
-    cfg=$(crane config --insecure --platform linux/$arch "$addr/quinistry:latest")
-    entry=$(jq -r '.config.Entrypoint[0]' <<<"$cfg")
-    mapfile -t envs < <(jq -r '.config.Env[]' <<<"$cfg")
+    crane config --insecure --platform linux/$arch "$addr/quinistry:latest" >"$cfg"
+    entry=$(jq -r '.config.Entrypoint[0]' "$cfg")
     runner=()
-    [[ $arch == arm64 ]] && runner=("$(command -v qemu-aarch64-static)")
-    Q_READY_SECONDS=60 q_start gen2-$format-$arch env -i "${envs[@]}" "${runner[@]}" "$fs$entry" --addr 127.0.0.1:0
+    [[ $arch == arm64 ]] && runner=(qemu-aarch64-static)
+    Q_READY_SECONDS=60 q_start_image gen2-$format-$arch "$fs" "$cfg" "${runner[@]}"
     g2=${Q_ADDR[gen2-$format-$arch]}
     same=true
     for a in amd64 arm64; do
@@ -173,7 +175,7 @@ for format in docker oci; do
       cmp -s <(referrers "$addr" "$d") <(referrers "$g2" "$d") || same=false
       cmp -s <(sbom_doc "$addr" "$d") <(sbom_doc "$g2" "$d") || same=false
     done
-    check "$format/$arch: generation 2 ($fs$entry${runner:+ under qemu}) serves the same referrers and SBOM documents (${SBOMS[$format/amd64]}, ${SBOMS[$format/arm64]})" $same
+    check "$format/$arch: generation 2 ($entry, env $(jq -c '.config.Env' "$cfg")${runner:+, under qemu}) serves the same referrers and SBOM documents (${SBOMS[$format/amd64]}, ${SBOMS[$format/arm64]})" $same
     q_stop gen2-$format-$arch
   done
   q_stop gen1-$format
