@@ -19,7 +19,7 @@ import (
 const homeStyle = `body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:64em;padding:0 1em;color:#1d2330}` +
 	`h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.15em;margin-top:1.6em}` +
 	`table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3em .6em;border-bottom:1px solid #d8dce4;vertical-align:top}` +
-	`code{font:13px ui-monospace,monospace;word-break:break-all}` +
+	`code{font:13px ui-monospace,monospace;overflow-wrap:anywhere}` +
 	`.pull{display:block;background:#eef1f6;padding:.6em .8em;border-radius:4px;user-select:all}` +
 	`.muted{color:#5a6272}`
 

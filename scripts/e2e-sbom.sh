@@ -31,16 +31,20 @@ trap cleanup EXIT
 for tool in syft oras regctl registry conformance.test chromium; do
   command -v "$tool" >/dev/null || { echo "e2e-sbom: no $tool: run scripts/install-tools.sh" >&2; exit 1; }
 done
-echo "syft $(syft version | awk '/^Version:/{print $2}'), oras $(oras version | awk '/^Version:/{print $2}'), regctl $(regctl version --format '{{.VCSTag}}'), $(chromium --version)"
+echo "syft $(syft version | awk '/^Version:/{print $2}'), oras $(oras version | awk '/^Version:/{print $2}'), regctl $(regctl version --format '{{.VCSTag}}'), $(chromium --version 2>/dev/null)"
 scripts/build.sh >/dev/null
 AMD64=$ROOT/dist/quinistry-linux-amd64
 (cd deploy && go build -o "$Q_TMP/regauth" ./internal/regauth)
 REGAUTH=$Q_TMP/regauth
 rm -rf "$OUT" && mkdir -p "$OUT"
-export SYFT_CHECK_FOR_APP_UPDATE=false SYFT_REGISTRY_INSECURE_USE_HTTP=true HOME=$Q_TMP/home
-mkdir -p "$HOME"
+# The clients keep their settings and caches under the temp dir (HOME and the XDG dirs stay: go test
+# needs its build cache).
+export SYFT_CHECK_FOR_APP_UPDATE=false SYFT_REGISTRY_INSECURE_USE_HTTP=true SYFT_CACHE_DIR=$Q_TMP/syft-cache \
+  REGCTL_CONFIG=$Q_TMP/regctl.json DOCKER_CONFIG=$Q_TMP/docker
 SPDX=application/spdx+json
 ACCEPT_ALL="$LIST_ACCEPT"
+# jqe ARGS...: jq -e, quietly (a check's verdict is its exit status).
+jqe() { jq -e "$@" >/dev/null; }
 
 # platform_digest ADDR ARCH: the platform manifest digest the list names for linux/ARCH.
 platform_digest() {
@@ -68,6 +72,7 @@ readback() { SBOM_READBACK_FILES="$*" go test -count=1 -run TestReadBackFiles -v
 # It prints a summary and then panics at this version (see registry-facts.md): judge by the summary.
 conformance() {
   local name=$1 addr=$2 dir=$Q_TMP/conformance-$1 out result counts
+  set -- "$1" "$2" "$(xargs <<<"$3")" "$(xargs <<<"$4")" "$(xargs <<<"$5")" # one space between digests
   mkdir -p "$dir"
   out=$dir/output.txt
   (cd "$dir" && env OCI_REGISTRY="$addr" OCI_TLS=disabled OCI_REPO1=quinistry OCI_REPO2=quinistry \
@@ -100,14 +105,14 @@ for format in docker oci; do
     SBOMS[$format/$arch]=$art
     check "$format/$arch: referrers of $d list 1 artifact ($art)" [ "$n" == 1 ]
     check "$format/$arch: it is $SPDX with its platform and created annotations" \
-      jq -e --arg p linux/$arch '.manifests[0] | .artifactType == "application/spdx+json" and .annotations["io.github.quinistry.sbom.platform"] == $p and (.annotations["org.opencontainers.image.created"] | length > 0)' <<<"$idx"
+      jqe --arg p linux/$arch '.manifests[0] | .artifactType == "application/spdx+json" and .annotations["io.github.quinistry.sbom.platform"] == $p and (.annotations["org.opencontainers.image.created"] | length > 0)' <<<"$idx"
     check "$format/$arch: ?artifactType=$SPDX keeps it and sets OCI-Filters-Applied" bash -c \
       "curl -fsS -D '$Q_TMP/h' 'http://$addr/v2/quinistry/referrers/$d?artifactType=application%2Fspdx%2Bjson' | jq -e '.manifests | length == 1' >/dev/null && grep -qi '^OCI-Filters-Applied: artifactType' '$Q_TMP/h'"
     check "$format/$arch: ?artifactType=application/vnd.cyclonedx+json lists none" \
-      jq -e '.manifests == []' <(referrers "$addr" "$d" '?artifactType=application%2Fvnd.cyclonedx%2Bjson')
+      jqe '.manifests == []' <(referrers "$addr" "$d" '?artifactType=application%2Fvnd.cyclonedx%2Bjson')
     m=$(curl -fsS "http://$addr/v2/quinistry/manifests/$art")
     check "$format/$arch: the artifact manifest's subject is $d, its config the empty one" \
-      jq -e --arg d "$d" '.subject.digest == $d and .config.mediaType == "application/vnd.oci.empty.v1+json" and .config.size == 2' <<<"$m"
+      jqe --arg d "$d" '.subject.digest == $d and .config.mediaType == "application/vnd.oci.empty.v1+json" and .config.size == 2' <<<"$m"
     manifests+=" $d $art"
     blobs+=" $(jq -r '.config.digest, .layers[].digest' <<<"$m" | tr '\n' ' ')"
     sbom_doc "$addr" "$d" >"$Q_TMP/ours-$format-$arch.json"
@@ -130,7 +135,7 @@ for format in docker oci; do
     art=${SBOMS[$format/$arch]}
     oras discover --plain-http --platform linux/$arch --format json "$addr/quinistry:latest" >"$Q_TMP/oras.json" 2>"$Q_TMP/oras.err" || cat "$Q_TMP/oras.err"
     check "$format/$arch: oras discover --platform linux/$arch lists $art" \
-      jq -e --arg a "$art" '[.. | objects | select(.artifactType? == "application/spdx+json") | .digest] == [$a]' "$Q_TMP/oras.json"
+      jqe --arg a "$art" '[.. | objects | select(.artifactType? == "application/spdx+json") | .digest] == [$a]' "$Q_TMP/oras.json"
     check "$format/$arch: oras discover --artifact-type $SPDX selects it, another type nothing" bash -c \
       "oras discover --plain-http --platform linux/$arch --artifact-type $SPDX --format json '$addr/quinistry:latest' | jq -e --arg a $art '[.. | objects | select(.artifactType? == \"$SPDX\") | .digest] == [\$a]' >/dev/null &&
        oras discover --plain-http --platform linux/$arch --artifact-type application/vnd.cyclonedx+json --format json '$addr/quinistry:latest' | jq -e '[.. | objects | select(.artifactType? != null)] == []' >/dev/null"
@@ -143,10 +148,10 @@ for format in docker oci; do
     art=${SBOMS[$format/$arch]}
     d=$(platform_digest "$addr" $arch)
     check "$format/$arch: regctl artifact list --platform linux/$arch lists $art" bash -c \
-      "regctl artifact list --platform linux/$arch --format '{{json .}}' '$addr/quinistry:latest' | jq -e --arg a $art '[.manifests[].digest] == [\$a]' >/dev/null"
+      "regctl artifact list --platform linux/$arch --format '{{json .}}' '$addr/quinistry:latest' | jq -e --arg a $art '[.descriptors[].digest] == [\$a]' >/dev/null"
     check "$format/$arch: regctl artifact list --filter-artifact-type selects it, another type nothing" bash -c \
-      "regctl artifact list --filter-artifact-type $SPDX --format '{{json .}}' '$addr/quinistry@$d' | jq -e '.manifests | length == 1' >/dev/null &&
-       regctl artifact list --filter-artifact-type application/vnd.cyclonedx+json --format '{{json .}}' '$addr/quinistry@$d' | jq -e '(.manifests // []) | length == 0' >/dev/null"
+      "regctl artifact list --filter-artifact-type $SPDX --format '{{json .}}' '$addr/quinistry@$d' | jq -e '.descriptors | length == 1' >/dev/null &&
+       regctl artifact list --filter-artifact-type application/vnd.cyclonedx+json --format '{{json .}}' '$addr/quinistry@$d' | jq -e '.descriptors == []' >/dev/null"
     check "$format/$arch: regctl artifact get --subject fetches the document" bash -c \
       "regctl artifact get --subject '$addr/quinistry@$d' --filter-artifact-type $SPDX >'$Q_TMP/regctl-$format-$arch.json' && cmp -s '$Q_TMP/regctl-$format-$arch.json' '$Q_TMP/ours-$format-$arch.json'"
   done
@@ -220,7 +225,7 @@ chrome=(chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first
   --host-resolver-rules="MAP * ~NOTFOUND, EXCLUDE 127.0.0.1" --enable-logging=stderr --v=0)
 timeout 60 "${chrome[@]}" --user-data-dir="$Q_TMP/chrome1" --log-net-log="$Q_TMP/netlog.json" --net-log-capture-mode=Default \
   --virtual-time-budget=3000 --dump-dom "$page_url" >"$Q_TMP/dom.html" 2>"$Q_TMP/chrome1.log" || true
-timeout 60 "${chrome[@]}" --user-data-dir="$Q_TMP/chrome2" --window-size=1200,1500 --hide-scrollbars \
+timeout 60 "${chrome[@]}" --user-data-dir="$Q_TMP/chrome2" --window-size=1100,900 --hide-scrollbars \
   --screenshot="$OUT/page.png" "$page_url" >/dev/null 2>"$Q_TMP/chrome2.log" || true
 cp "$Q_TMP/dom.html" "$OUT/page.html"
 cp "$Q_TMP/chrome1.log" "$OUT/chromium.log"
@@ -238,7 +243,7 @@ jq -r '(.constants.logEventTypes.URL_REQUEST_START_JOB) as $t | .events[] | sele
 page_requests=$(awk -F'\t' '$1 == "http://127.0.0.1" {print $2}' "$Q_TMP/requests")
 check "page: every request the page made went to the origin ($(tr '\n' ' ' <<<"$page_requests"))" \
   bash -c "[ -n \"\$1\" ] && ! grep -v '^http://$ORIGIN/' <<<\"\$1\"" _ "$page_requests"
-echo "  (chromium's own requests, none resolvable: $(awk -F'\t' '$1 != "http://127.0.0.1" {sub(/[?].*/, "", $2); print $2}' "$Q_TMP/requests" | sort -u | tr '\n' ' '))"
+echo "  (chromium's own requests, stopped by --host-resolver-rules: $(awk -F'\t' '$1 != "http://127.0.0.1" {sub(/[?].*/, "", $2); print $2}' "$Q_TMP/requests" | sort -u | tr '\n' ' '))"
 check "page: screenshot kept ($OUT/page.png)" bash -c "[ \"\$(head -c 8 '$OUT/page.png' | od -An -tx1 | tr -d ' \n')\" == 89504e470d0a1a0a ]"
 check "page: curl without Accept: text/html still gets the JSON 404" \
   bash -c "[ \"\$(curl -s -o '$Q_TMP/404' -w '%{http_code}' http://$ORIGIN/)\" == 404 ] && jq -e '.errors[0].code == \"NOT_FOUND\"' '$Q_TMP/404' >/dev/null"
@@ -249,7 +254,7 @@ q_stop origin
 # --- clean up, and check it
 cleanup
 trap - EXIT
-left=$(for p in "${PIDS[@]}" "${Q_PID[@]}"; do kill -0 "$p" 2>/dev/null && echo "$p"; done)
+left=$(for p in "${PIDS[@]}"; do if kill -0 "$p" 2>/dev/null; then echo "$p"; fi; done)
 check "cleanup: no process left (registry, quinistry, chromium) and the temp dir is gone" \
   bash -c "[ -z '$left' ] && [ ! -e '$Q_TMP' ] && ! pgrep -f -- '--user-data-dir=$Q_TMP' >/dev/null"
 checks_done e2e-sbom
