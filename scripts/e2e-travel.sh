@@ -218,4 +218,19 @@ P3=$("$REGAUTH" port)
 "$DOCKER" run -d --name gen3 --network=host "localhost:$P2/quinistry:latest" --addr "127.0.0.1:$P3" >/dev/null
 check "generation 3 (port $P3) serves the same list digest" [ "$(gen_wait "$P3")" == "$WANT" ]
 
+# --- an OCI-format image, exported or pushed, then loaded or pulled and run with no flag but the
+# address, serves the digest that was exported or pushed: the image carries its format.
+OCI_EXPORTED=$("$Q" export --format oci --tag oci --tar "$Q_TMP/oci.tar" 2>/dev/null)
+check "oci export: docker load names it quinistry:oci" bash -c "'$DOCKER' load -i '$Q_TMP/oci.tar' | grep -qx 'Loaded image: quinistry:oci'"
+P4=$("$REGAUTH" port)
+"$DOCKER" run -d --name oci-loaded --network=host --read-only --user 65532 quinistry:oci --addr "127.0.0.1:$P4" >/dev/null
+check "oci export: the loaded image, run plainly, serves the exported OCI index $OCI_EXPORTED" \
+  [ "$(gen_wait "$P4")" == "$OCI_EXPORTED" ]
+OCI_PUSHED=$("$Q" push --insecure --format oci "$OPEN/team/quinistry:oci-run" 2>/dev/null)
+check "oci push: docker pull of the pushed OCI image" bash -c "'$DOCKER' pull -q '$OPEN/team/quinistry:oci-run' >/dev/null"
+P5=$("$REGAUTH" port)
+"$DOCKER" run -d --name oci-pulled --network=host --read-only --user 65532 "$OPEN/team/quinistry:oci-run" --addr "127.0.0.1:$P5" >/dev/null
+check "oci push: the pulled image, run plainly, serves the pushed OCI index $OCI_PUSHED" \
+  [ "$(gen_wait "$P5")" == "$OCI_PUSHED" -a "$OCI_PUSHED" == "$OCI_EXPORTED" ]
+
 checks_done e2e-travel
