@@ -62,9 +62,9 @@ func TestExportUnknownPlatform(t *testing.T) {
 
 // layoutDescriptor is the part of a descriptor the checks read.
 type layoutDescriptor struct {
-	MediaType   string            `json:"mediaType"`
-	Digest      string            `json:"digest"`
-	Size        int64             `json:"size"`
+	MediaType   string `json:"mediaType"`
+	Digest      string `json:"digest"`
+	Size        int64  `json:"size"`
 	Platform    *struct{ Architecture, OS string }
 	Annotations map[string]string `json:"annotations"`
 }
