@@ -73,12 +73,3 @@ func sbomDocument(c *index.Content, p crossbuild.Platform) ([]byte, error) {
 	}
 	return nil, fmt.Errorf("sbom: no image for %s (the image holds %s)", p, imagePlatforms(c))
 }
-
-// imagePlatforms lists the platforms of c's images.
-func imagePlatforms(c *index.Content) string {
-	ps := make([]crossbuild.Platform, len(c.Images))
-	for i, img := range c.Images {
-		ps[i] = img.Platform
-	}
-	return crossbuild.Join(ps)
-}
