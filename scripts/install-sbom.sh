@@ -50,7 +50,8 @@ if ((${#missing[@]})); then
   flock /var/lock/quinistry-apt.lock apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-echo "syft:        $("$BIN/syft" version 2>/dev/null | awk '/^Version:/{print $2}') ($SYFT_VERSION)"
+# syft built by go install prints no version of its own: go version -m reads the module's
+echo "syft:        $(go version -m "$BIN/syft" | awk '$1=="mod"{print $3}')"
 echo "oras:        $("$BIN/oras" version 2>/dev/null | awk '/^Version:/{print $2}') ($ORAS_VERSION)"
 echo "regctl:      $("$BIN/regctl" version --format '{{.VCSTag}}' 2>/dev/null) ($REGCTL_VERSION)"
 echo "chromium:    $(chromium --version 2>/dev/null)"

@@ -133,7 +133,12 @@ func TestExport(t *testing.T) {
 	require.NoError(t, json.Unmarshal(files["index.json"], &idx))
 	assert.Equal(t, 2, idx.SchemaVersion)
 	assert.Equal(t, "application/vnd.oci.image.index.v1+json", idx.MediaType)
-	require.Len(t, idx.Manifests, 1)
+	require.Len(t, idx.Manifests, 2, "the list, then the one image's SBOM")
+	sbomRef := idx.Manifests[1]
+	assert.Equal(t, "application/vnd.oci.image.manifest.v1+json", sbomRef.MediaType)
+	assert.Equal(t, runtime.GOOS+"/"+runtime.GOARCH, sbomRef.Annotations["io.github.quinistry.sbom.platform"])
+	assert.NotContains(t, sbomRef.Annotations, "org.opencontainers.image.ref.name", "the SBOM is not a tagged image")
+	blob(sbomRef.Digest)
 	ref := idx.Manifests[0]
 	assert.Equal(t, listDigest, ref.Digest)
 	assert.Equal(t, map[string]string{"io.containerd.image.name": "docker.io/library/quinistry:latest", "org.opencontainers.image.ref.name": "latest"}, ref.Annotations)
