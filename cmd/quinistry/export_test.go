@@ -176,7 +176,7 @@ func TestExport(t *testing.T) {
 	assert.Equal(t, "blobs/sha256/"+strings.TrimPrefix(image.Config.Digest, "sha256:"), legacy[0].Config)
 	assert.Equal(t, []string{"quinistry:latest"}, legacy[0].RepoTags)
 	assert.Equal(t, wantLayers, legacy[0].Layers)
-	assert.Equal(t, 3+len(image.Layers), blobs, "the list, the manifest, the config and the layers, no more")
+	assert.Equal(t, 3+len(image.Layers)+3, blobs, "the list, the manifest, the config and the layers, and the SBOM's manifest, empty config and document, no more")
 
 	// --tar - writes the same bytes to standard output, and no digest.
 	var out bytes.Buffer
