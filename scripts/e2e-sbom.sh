@@ -31,7 +31,7 @@ trap cleanup EXIT
 for tool in syft oras regctl registry conformance.test chromium; do
   command -v "$tool" >/dev/null || { echo "e2e-sbom: no $tool: run scripts/install-tools.sh" >&2; exit 1; }
 done
-echo "syft $(syft version | awk '/^Version:/{print $2}'), oras $(oras version | awk '/^Version:/{print $2}'), regctl $(regctl version --format '{{.VCSTag}}'), $(chromium --version 2>/dev/null)"
+echo "syft $(go version -m "$(command -v syft)" | awk '$1=="mod"{print $3}'), oras $(oras version | awk '/^Version:/{print $2}'), regctl $(regctl version --format '{{.VCSTag}}'), $(chromium --version 2>/dev/null)"
 scripts/build.sh >/dev/null
 AMD64=$ROOT/dist/quinistry-linux-amd64
 (cd deploy && go build -o "$Q_TMP/regauth" ./internal/regauth)
@@ -61,8 +61,9 @@ sbom_doc() {
 }
 # our_modules FILE: name@version of every Go module package in an SPDX document (deps, main, stdlib).
 our_modules() { jq -r '.packages[] | select(.SPDXID | startswith("SPDXRef-Package-go-")) | .name + "@" + .versionInfo' "$1" | sort -u; }
-# syft_modules FILE: name@version of every go-module package in syft's JSON.
-syft_modules() { jq -r '.artifacts[] | select(.type == "go-module") | .name + "@" + .version' "$1" | sort -u; }
+# syft_modules FILE: name@version of every go-module package in syft's JSON. syft writes UNKNOWN where the
+# build information says (devel) (a main module built with no VCS stamp); both mean "no version".
+syft_modules() { jq -r '.artifacts[] | select(.type == "go-module") | .name + "@" + (.version | sub("^UNKNOWN$"; "(devel)"))' "$1" | sort -u; }
 # same_sets A B: the two files hold the same lines; prints the difference when not.
 same_sets() { diff <(sort -u "$1") <(sort -u "$2") >"$Q_TMP/diff" || { sed 's/^/  /' "$Q_TMP/diff"; return 1; }; }
 # readback FILES...: tools-golang reads every file back as valid SPDX 2.3 (sbom package test).
@@ -256,5 +257,5 @@ cleanup
 trap - EXIT
 left=$(for p in "${PIDS[@]}"; do if kill -0 "$p" 2>/dev/null; then echo "$p"; fi; done)
 check "cleanup: no process left (registry, quinistry, chromium) and the temp dir is gone" \
-  bash -c "[ -z '$left' ] && [ ! -e '$Q_TMP' ] && ! pgrep -f -- '--user-data-dir=$Q_TMP' >/dev/null"
+  bash -c "[ -z '$left' ] && [ ! -e '$Q_TMP' ] && ! pgrep -f -- 'user-data-dir=$Q_TMP/chrom[e]' >/dev/null"
 checks_done e2e-sbom
