@@ -344,13 +344,29 @@ check "generation 3 (published on $P3) serves the same list digest" [ "$(wait_li
 check "bad input: docker run -d of an image that is not there fails, and says so" \
   eval '! "$DOCKER" run -d --name nogen "localhost:$P3/quinistry:nope" >/dev/null 2>"$Q_TMP/nogen.err" && grep -q "manifest unknown" "$Q_TMP/nogen.err"'
 
+# --- an OCI-format image, exported or pushed, then loaded or pulled and run with no flag at all,
+# serves the digest that was exported or pushed: the image carries its format.
+OCI_EXPORTED=$("$Q" export --format oci --tag oci --tar "$Q_TMP/oci.tar" 2>/dev/null)
+check "oci export: docker load names it quinistry:oci" bash -c "'$DOCKER' load -i '$Q_TMP/oci.tar' | grep -qx 'Loaded image: quinistry:oci'"
+P4=$(free_port)
+check "oci export: docker run -d -p 127.0.0.1:$P4:8080 quinistry:oci" run_gen oci-loaded "$P4" quinistry:oci
+check "oci export: the loaded image, run plainly, serves the exported OCI index $OCI_EXPORTED" \
+  [ "$(wait_list "127.0.0.1:$P4")" == "$OCI_EXPORTED" ]
+OCI_PUSHED=$("$Q" push --insecure --format oci "$OPEN/team/quinistry:oci-run" 2>/dev/null)
+check "oci push: the pushed digest is the exported one ($OCI_PUSHED)" [ "$OCI_PUSHED" == "$OCI_EXPORTED" ]
+check "oci push: docker pull of the pushed OCI image" bash -c "'$DOCKER' pull -q '$OPEN/team/quinistry:oci-run' >/dev/null"
+P5=$(free_port)
+check "oci push: docker run -d -p 127.0.0.1:$P5:8080 $OPEN/team/quinistry:oci-run" run_gen oci-pulled "$P5" "$OPEN/team/quinistry:oci-run"
+check "oci push: the pulled image, run plainly, serves the pushed OCI index $OCI_PUSHED" \
+  [ "$(wait_list "127.0.0.1:$P5")" == "$OCI_PUSHED" ]
+
 # --- clean up, and check that nothing is left
 cleanup
 trap - EXIT
-check "cleanup: no process started here is left ($(pgrep -f -- "$Q_TMP" | wc -l) naming the temp dir, $(pgrep -fc -- "docker-proxy .*-host-port ($P1|$P2|$P3) " || true) docker-proxy)" \
-  eval '! pgrep -f -- "$Q_TMP" >/dev/null && ! pgrep -f -- "docker-proxy .*-host-port ($P1|$P2|$P3) " >/dev/null'
+check "cleanup: no process started here is left ($(pgrep -f -- "$Q_TMP" | wc -l) naming the temp dir, $(pgrep -fc -- "docker-proxy .*-host-port ($P1|$P2|$P3|$P4|$P5) " || true) docker-proxy)" \
+  eval '! pgrep -f -- "$Q_TMP" >/dev/null && ! pgrep -f -- "docker-proxy .*-host-port ($P1|$P2|$P3|$P4|$P5) " >/dev/null'
 check "cleanup: bridge $BR and its subnet $SUBNET.0/24 are gone" eval '! ip link show "$BR" >/dev/null 2>&1 && ! ip route | grep -q "^$SUBNET\."'
 check "cleanup: no mount under the temp dir, and the temp dir is gone" eval '! grep -qF "$Q_TMP" /proc/self/mountinfo && [ ! -e "$Q_TMP" ]'
-check "cleanup: nothing listens on the generations' ports" eval '! ss -Hltn | grep -qE ":($P1|$P2|$P3) "'
+check "cleanup: nothing listens on the generations' ports" eval '! ss -Hltn | grep -qE ":($P1|$P2|$P3|$P4|$P5) "'
 
 checks_done e2e-travel
