@@ -36,7 +36,9 @@ trap cleanup EXIT
 trap 'echo "e2e-nodes: aborted: line $LINENO exited with status $?" >&2' ERR
 
 TMO=${E2E_TIMEOUT:-120}
-scripts/build.sh >/dev/null
+# build while the nodes and their daemons start
+scripts/build.sh >"$Q_TMP/build.log" 2>&1 &
+BUILD_PID=$!
 AMD64=$ROOT/dist/quinistry-linux-amd64
 
 # ---------- the nodes
@@ -45,21 +47,26 @@ node_add a
 node_add b
 node_add c
 A=${NODE_IP[a]} B=${NODE_IP[b]}
-TLS_PORT=$(node_port) HTTP_PORT=$(node_port) EXP_PORT=$(node_port) B_PORT=$(node_port)
-TLS=$A:$TLS_PORT
+TLS_PORT=$(node_port) C_PORT=$(node_port) HTTP_PORT=$(node_port) EXP_PORT=$(node_port) B_PORT=$(node_port)
+TLS=$A:$TLS_PORT TLS_C=$A:$C_PORT
 PKI=$NODES_TMP/pki
 nodes_ca ca
 nodes_ca other
 nodes_cert ca a "IP:$A"
 nodes_cert ca expired "IP:$A" 20200101000000Z 20200102000000Z
-echo "run $NODES_ID: nodes a=$A b=$B c=${NODE_IP[c]}; a serves https://$TLS, http://$A:$HTTP_PORT, expired https://$A:$EXP_PORT"
-
-node_quinistry a tls "$AMD64" --addr "$TLS" --tls-cert "$PKI/a.crt" --tls-key "$PKI/a.key"
-node_quinistry a http "$AMD64" --addr "$A:$HTTP_PORT"
-node_quinistry a expired "$AMD64" --addr "$A:$EXP_PORT" --tls-cert "$PKI/expired.crt" --tls-key "$PKI/expired.key"
+echo "run $NODES_ID: nodes a=$A b=$B c=${NODE_IP[c]}; a serves https://$TLS (and https://$TLS_C for c), http://$A:$HTTP_PORT, expired https://$A:$EXP_PORT"
 node_dockerd b --insecure-registry "$A:$HTTP_PORT"
 node_containerd b
 node_arm64 c
+wait "$BUILD_PID" || { cat "$Q_TMP/build.log" >&2; exit 1; }
+echo "  built dist/ at $(($(date +%s) - START)) s"
+# one server per client node, so that each access log holds one node's requests (c works alongside b)
+node_quinistry a tls "$AMD64" --addr "$TLS" --tls-cert "$PKI/a.crt" --tls-key "$PKI/a.key"
+node_quinistry a tls-c "$AMD64" --addr "$TLS_C" --tls-cert "$PKI/a.crt" --tls-key "$PKI/a.key"
+node_quinistry a http "$AMD64" --addr "$A:$HTTP_PORT"
+node_quinistry a expired "$AMD64" --addr "$A:$EXP_PORT" --tls-cert "$PKI/expired.crt" --tls-key "$PKI/expired.key"
+nodes_ready
+echo "  servers, dockerd, containerd and arm64 containerd ready at $(($(date +%s) - START)) s"
 
 # ---------- helpers (each is a check: status 0, or a short reason on stdout)
 
@@ -89,10 +96,11 @@ a_serves() {
 
 # access-log helpers: quinistry logs one line per request, written out at least every 100 ms
 log_mark() { sleep 0.3; wc -l <"$Q_TMP/$1.log"; }
-# fetched QNAME MARK KIND: digests of the manifests or blobs (KIND) served with 200 to GETs after line MARK.
+# fetched QNAME MARK KIND [END]: digests of the manifests or blobs (KIND) served with 200 to GETs after line
+# MARK (and up to line END).
 fetched() {
-  sleep 0.3
-  tail -n +"$(($2 + 1))" "$Q_TMP/$1.log" |
+  [[ -n ${4:-} ]] || sleep 0.3
+  sed -n "$(($2 + 1)),${4:-\$}p" "$Q_TMP/$1.log" |
     sed -n "s|.*msg=request method=GET path=/v2/quinistry/$3/\(sha256:[0-9a-f]*\) .* status=20[06] .*|\1|p" | sort -u | tr '\n' ' ' | sed 's/ $//'
 }
 requests_since() { sleep 0.3; tail -n +"$(($2 + 1))" "$Q_TMP/$1.log" | grep -c 'msg=request' || true; }
@@ -126,6 +134,35 @@ LAYERS=$(jq -r '.layers[].digest' "$Q_TMP/amd64.json" | sort | tr '\n' ' ')
 check "the platform images share their layers ($(short $LAYERS))" \
   equals "$(jq -r '.layers[].digest' "$Q_TMP/arm64.json" | sort | tr '\n' ' ')" "$LAYERS"
 echo "  list $LIST: amd64 $AMD64_M (config $AMD64_CFG), $ARM64_PLATFORM $ARM64_M (config $ARM64_CFG)"
+
+# ---------- the arm64 node's pulls run in the background while b works; checked further down
+# c_work: ctr images pull and skopeo copy on c, with no platform anywhere; results under $CW.
+CW=$Q_TMP/c
+REF_C=$TLS_C/quinistry:latest
+HOSTS_C=$NODES_TMP/hosts-c
+SKO=$NODES_TMP/skopeo-dir
+c_work() {
+  set +e
+  mkdir -p "$CW" "$NODES_TMP/skopeo-certs" "$NODES_TMP/skopeo-tmp"
+  node_hosts_toml "$HOSTS_C" "$TLS_C" "$PKI/ca.crt"
+  echo '{"default": [{"type": "insecureAcceptAnything"}]}' >"$NODES_TMP/policy.json"
+  cp "$PKI/ca.crt" "$NODES_TMP/skopeo-certs/ca.crt"
+  ctrc version >"$CW/version" 2>&1
+  log_mark tls-c >"$CW/ctr.mark"
+  local t=$SECONDS rc=0
+  ctrc images pull --hosts-dir "$HOSTS_C" "$REF_C" >"$CW/ctr.log" 2>&1 || rc=$?
+  echo "$rc $((SECONDS - t))" >"$CW/ctr.rc"
+  ctrc content ls -q >"$CW/content" 2>&1
+  ctrc snapshots --snapshotter native ls >"$CW/snapshots" 2>&1
+  log_mark tls-c >"$CW/skopeo.mark"
+  t=$SECONDS rc=0
+  TMPDIR=$NODES_TMP/skopeo-tmp node_arm64_run c timeout "$TMO" skopeo --policy "$NODES_TMP/policy.json" copy -q \
+    --src-cert-dir "$NODES_TMP/skopeo-certs" "docker://$REF_C" "dir:$SKO" >"$CW/skopeo.log" 2>&1 || rc=$?
+  echo "$rc $((SECONDS - t))" >"$CW/skopeo.rc"
+  log_mark tls-c >"$CW/end.mark"
+}
+c_work &
+C_WORK=$!
 
 # ---------- docker on b, over TLS
 echo "--- docker on b, pulling https://$TLS"
@@ -263,41 +300,34 @@ CPID=${_NODE_CTR_PID[c]}
 exe=$(readlink "/proc/$CPID/exe" || true)
 check "c: containerd (pid $CPID) is an arm64 program run by ${exe##*/} ($("$exe" --version | head -1 | cut -d' ' -f1-3))" \
   equals "$exe" "$(readlink -f "$NODES_TOOLS/qemu/usr/bin/qemu-aarch64")"
-ver=$(ctrc version 2>/dev/null | awk '/Version:/ {printf "%s ", $2}' || true)
+wait "$C_WORK" || true
+ver=$(awk '/Version:/ {printf "%s ", $2}' "$CW/version")
 check "c: arm64 ctr talks to arm64 containerd (versions: ${ver% })" test -n "$ver"
 check "c: the host's binfmt_misc holds no registration of this run" \
   test ! -e "/proc/sys/fs/binfmt_misc/$NODES_ID-aarch64"
-HOSTS_C=$NODES_TMP/hosts-c
-node_hosts_toml "$HOSTS_C" "$TLS" "$PKI/ca.crt"
-mark=$(log_mark tls)
-rc=0; ctrc images pull --hosts-dir "$HOSTS_C" "$REF" >"$Q_TMP/ctr-c.log" 2>&1 || rc=$?
-unpacked=$(grep -o 'unpacking [^ ]*' "$Q_TMP/ctr-c.log" || true)
-check "c: ctr images pull with no --platform: $unpacked" equals "$rc $unpacked" "0 unpacking linux/arm64/v8"
-m=$(fetched tls "$mark" manifests) bl=$(fetched tls "$mark" blobs)
+read -r rc secs <"$CW/ctr.rc"
+unpacked=$(grep -o 'unpacking [^ ]*' "$CW/ctr.log" || true)
+check "c: ctr images pull with no --platform: $unpacked ($secs s)" equals "$rc $unpacked" "0 unpacking linux/arm64/v8"
+[[ $rc == 0 ]] || tail -n 5 "$CW/ctr.log" | sed 's/^/  /'
+m=$(fetched tls-c "$(cat "$CW/ctr.mark")" manifests "$(cat "$CW/skopeo.mark")")
+bl=$(fetched tls-c "$(cat "$CW/ctr.mark")" blobs "$(cat "$CW/skopeo.mark")")
 check "c: a's access log: it fetched manifests [$(names "$m")] and blobs [$(names "$bl")], nothing of amd64" \
   equals "$(names "$m") $(names "$bl")" "arm64-manifest,list arm64-config,2xlayer"
-content=$(ctrc content ls -q 2>/dev/null | tr '\n' ' ' || true)
+content=$(tr '\n' ' ' <"$CW/content")
 check "c: ctr content ls: [$(names "$content")]" \
   equals "$(names "$content")" "arm64-config,arm64-manifest,2xlayer,list"
-snaps=$(ctrc snapshots --snapshotter native ls 2>/dev/null | tail -n +2 | wc -l || true)
+snaps=$(tail -n +2 "$CW/snapshots" | grep -c . || true)
 check "c: the image was unpacked ($snaps snapshots)" test "$snaps" -ge 1
 
-cat >"$NODES_TMP/policy.json" <<EOF
-{"default": [{"type": "insecureAcceptAnything"}]}
-EOF
-mkdir -p "$NODES_TMP/skopeo-certs" "$NODES_TMP/skopeo-tmp"
-cp "$PKI/ca.crt" "$NODES_TMP/skopeo-certs/ca.crt"
-mark=$(log_mark tls)
-SKO=$NODES_TMP/skopeo-dir
-rc=0; TMPDIR=$NODES_TMP/skopeo-tmp node_arm64_run c timeout "$TMO" skopeo --policy "$NODES_TMP/policy.json" copy -q \
-  --src-cert-dir "$NODES_TMP/skopeo-certs" "docker://$REF" "dir:$SKO" >"$Q_TMP/skopeo-c.log" 2>&1 || rc=$?
-[[ $rc == 0 ]] || sed 's/^/  /' "$Q_TMP/skopeo-c.log"
+read -r rc secs <"$CW/skopeo.rc"
+[[ $rc == 0 ]] || sed 's/^/  /' "$CW/skopeo.log"
 sko_m=sha256:$(sha256sum "$SKO/manifest.json" 2>/dev/null | cut -d' ' -f1)
 sko_cfg=$(jq -r .config.digest "$SKO/manifest.json" 2>/dev/null || true)
 plat=$(jq -r '.os + "/" + .architecture + "/" + .variant' "$SKO/${sko_cfg#sha256:}" 2>/dev/null || true)
-check "c: arm64 skopeo copy with no override picks $plat ($(name_of "$sko_m") ${sko_m:0:19})" \
+check "c: arm64 skopeo copy with no override picks $plat ($(name_of "$sko_m") ${sko_m:0:19}, $secs s)" \
   equals "$rc $plat $sko_m" "0 linux/arm64/v8 $ARM64_M"
-m=$(fetched tls "$mark" manifests) bl=$(fetched tls "$mark" blobs)
+m=$(fetched tls-c "$(cat "$CW/skopeo.mark")" manifests "$(cat "$CW/end.mark")")
+bl=$(fetched tls-c "$(cat "$CW/skopeo.mark")" blobs "$(cat "$CW/end.mark")")
 check "c: a's access log: skopeo fetched manifests [$(names "$m")] and blobs [$(names "$bl")], nothing of amd64" \
   equals "$(names "$m") $(names "$bl")" "arm64-manifest arm64-config,2xlayer"
 

@@ -10,12 +10,14 @@
 #                                the cgroup v1 mounts stay as they are)
 #   node_port                    a free-looking port number, unique in this run (20000-59999)
 #   node_quinistry NAME QNAME CMD...  q_start QNAME with CMD (a quinistry binary and flags) in the node
-#   node_dockerd NAME [FLAGS...] a private dockerd (and its containerd) in the node; NODE_DOCKER[NAME] is its
-#                                -H value. FLAGS are added to dockerd's (--insecure-registry ..., say)
-#   node_containerd NAME         a private containerd (the host's) in the node; NODE_CTR[NAME] is its socket
-#   node_arm64 NAME              an arm64 node: a private user and mount namespace in the node with an aarch64
-#                                binfmt_misc registration of its own (qemu-user, flags FP) and Debian's arm64
-#                                containerd started in it; NODE_CTR[NAME] is its socket
+#   node_dockerd NAME [FLAGS...] start a private dockerd (and its containerd) in the node; NODE_DOCKER[NAME] is
+#                                its -H value. FLAGS are added to dockerd's (--insecure-registry ..., say)
+#   node_containerd NAME         start a private containerd (the host's) in the node; NODE_CTR[NAME] is its socket
+#   node_arm64 NAME              start an arm64 node: a private user and mount namespace in the node with an
+#                                aarch64 binfmt_misc registration of its own (qemu-user, flags FP) and Debian's
+#                                arm64 containerd in it; NODE_CTR[NAME] is its socket
+#   nodes_ready                  wait (NODES_TIMEOUT, default 60 s) until every daemon started above answers;
+#                                the daemons start in parallel, so start them all, then call this once
 #   node_arm64_run NAME CMD...   run CMD (an arm64 executable, ctr or skopeo, say) inside that namespace, with
 #                                the node's network; the arm64 libraries come from QEMU_LD_PREFIX
 #   node_certs_d HOST:PORT CA    trust CA for HOST:PORT in dockerd (/etc/docker/certs.d/HOST:PORT/ca.crt); fails
@@ -37,7 +39,7 @@ NODES_NET=
 NODES_TMP=
 NODES_SWITCH=
 declare -gA NODE_IP=() NODE_NS=() NODE_DOCKER=() NODE_CTR=() _NODE_CTR_PID=() _NODE_DOCKER_DIR=()
-declare -ga _NODES_CERTS=() _NODES_PORTS=() _NODES_MADE_DIRS=()
+declare -ga _NODES_CERTS=() _NODES_PORTS=() _NODES_MADE_DIRS=() _NODES_WAIT=()
 _NODES_NEXT=2
 
 nodes_init() {
@@ -93,7 +95,7 @@ node_quinistry() {
 }
 
 node_dockerd() {
-  local name=$1 dir=$NODES_TMP/$1-docker pid i
+  local name=$1 dir=$NODES_TMP/$1-docker pid
   shift
   mkdir -p "$dir"
   # its own configuration file, and in it its own trust key: else dockerd 20.10 writes /etc/docker/key.json
@@ -106,14 +108,7 @@ node_dockerd() {
   echo "$pid" >"$dir/dockerd.ours"
   _NODE_DOCKER_DIR[$name]=$dir
   NODE_DOCKER[$name]=unix://$dir/docker.sock
-  for ((i = 0; i < ${DOCKERD_TIMEOUT:-30} * 10; i++)); do
-    "$DOCKER" -H "${NODE_DOCKER[$name]}" info >/dev/null 2>&1 && return 0
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "node_dockerd: dockerd in $name (pid $pid) did not answer; end of $dir/dockerd.log:" >&2
-  grep -v 'module=grpc' "$dir/dockerd.log" | tail -n 10 >&2
-  return 1
+  _NODES_WAIT+=("dockerd $name $pid $dir/dockerd.log")
 }
 
 # _node_containerd_config DIR: a containerd configuration with everything under DIR, the native
@@ -139,17 +134,28 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
 EOF
 }
 
-# _node_wait_sock NAME PID SOCK LOG SECONDS: wait until containerd PID answers on SOCK.
-_node_wait_sock() {
-  local i
-  for ((i = 0; i < $5 * 10; i++)); do
-    [[ -S $3 ]] && return 0
-    kill -0 "$2" 2>/dev/null || break
-    sleep 0.1
+nodes_ready() {
+  local w kind name pid log i ok
+  for w in "${_NODES_WAIT[@]}"; do
+    read -r kind name pid log <<<"$w"
+    ok=
+    for ((i = 0; i < ${NODES_TIMEOUT:-60} * 10; i++)); do
+      if [[ $kind == dockerd ]]; then
+        "$DOCKER" -H "${NODE_DOCKER[$name]}" info >/dev/null 2>&1 && ok=1
+      else
+        [[ -S ${NODE_CTR[$name]} ]] && ok=1
+      fi
+      [[ -z $ok ]] || break
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if [[ -z $ok ]]; then
+      echo "nodes_ready: $kind in $name (pid $pid) did not answer; end of $log:" >&2
+      grep -v 'module=grpc' "$log" | tail -n 10 >&2
+      return 1
+    fi
   done
-  echo "node: containerd in $1 (pid $2) did not open $3; end of $4:" >&2
-  tail -n 10 "$4" >&2
-  return 1
+  _NODES_WAIT=()
 }
 
 node_containerd() {
@@ -161,7 +167,7 @@ node_containerd() {
   pid=$!
   _NODE_CTR_PID[$name]=$pid
   NODE_CTR[$name]=$dir/containerd.sock
-  _node_wait_sock "$name" "$pid" "$dir/containerd.sock" "$dir/containerd.log" 30
+  _NODES_WAIT+=("containerd $name $pid $dir/containerd.log")
 }
 
 # The aarch64 ELF header and mask, as binfmt_misc takes them (it decodes the \x escapes itself).
@@ -198,7 +204,7 @@ node_arm64() {
   done
   echo "0 0 4294967294" >"/proc/$pid/uid_map" && echo "0 0 4294967294" >"/proc/$pid/gid_map" || return 1
   echo >"$dir/go"
-  _node_wait_sock "$name" "$pid" "$dir/containerd.sock" "$dir/containerd.log" 60
+  _NODES_WAIT+=("containerd $name $pid $dir/containerd.log")
 }
 
 node_arm64_run() {
@@ -270,6 +276,8 @@ nodes_teardown() {
   local - n d m
   set +e
   [[ -n $NODES_ID ]] || return 0
+  # signal every server and containerd at once, so their shutdowns overlap, then stop each for good
+  kill -TERM "${Q_PID[@]}" "${_NODE_CTR_PID[@]}" 2>/dev/null
   q_stop_all
   for n in "${!_NODE_DOCKER_DIR[@]}"; do dockerd_stop "${_NODE_DOCKER_DIR[$n]}"; done
   for n in "${!_NODE_CTR_PID[@]}"; do _nodes_stop_pid "${_NODE_CTR_PID[$n]}"; done
