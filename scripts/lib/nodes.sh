@@ -9,15 +9,16 @@
 #   node_run NAME CMD...         run CMD with the node's network (nsenter --net, not ip netns exec, so /sys and
 #                                the cgroup v1 mounts stay as they are)
 #   node_port                    a free-looking port number, unique in this run (20000-59999)
-#   node_quinistry NAME QNAME CMD...  q_start QNAME with CMD (a quinistry binary and flags) in the node
+#   node_quinistry NAME QNAME CMD...  start CMD (a quinistry binary and flags) in the node as q_start would:
+#                                Q_PID[QNAME], logs in $Q_TMP/QNAME.log; nodes_ready sets Q_ADDR[QNAME]
 #   node_dockerd NAME [FLAGS...] start a private dockerd (and its containerd) in the node; NODE_DOCKER[NAME] is
 #                                its -H value. FLAGS are added to dockerd's (--insecure-registry ..., say)
 #   node_containerd NAME         start a private containerd (the host's) in the node; NODE_CTR[NAME] is its socket
 #   node_arm64 NAME              start an arm64 node: a private user and mount namespace in the node with an
 #                                aarch64 binfmt_misc registration of its own (qemu-user, flags FP) and Debian's
 #                                arm64 containerd in it; NODE_CTR[NAME] is its socket
-#   nodes_ready                  wait (NODES_TIMEOUT, default 60 s) until every daemon started above answers;
-#                                the daemons start in parallel, so start them all, then call this once
+#   nodes_ready                  wait (NODES_TIMEOUT, default 60 s) until every server and daemon started above
+#                                answers; they start in parallel, so start them all, then call this once
 #   node_arm64_run NAME CMD...   run CMD (an arm64 executable, ctr or skopeo, say) inside that namespace, with
 #                                the node's network; the arm64 libraries come from QEMU_LD_PREFIX
 #   node_certs_d HOST:PORT CA    trust CA for HOST:PORT in dockerd (/etc/docker/certs.d/HOST:PORT/ca.crt); fails
@@ -43,15 +44,18 @@ declare -ga _NODES_CERTS=() _NODES_PORTS=() _NODES_MADE_DIRS=() _NODES_WAIT=()
 _NODES_NEXT=2
 
 nodes_init() {
-  local r
-  # the id: 5 hex digits from the PID and randomness; prefixes every name made here
-  r=$(( ($$ * 7919 + RANDOM * 32768 + RANDOM) % 1048576 ))
-  NODES_ID=$(printf 'qn%05x' "$r")
-  # a /24 inside 10.128.0.0/9, from the same number
-  NODES_NET=10.$((128 + (r >> 8) % 128)).$((r % 256))
+  local r i
+  # the id: a 15-bit number from the PID and randomness, one to one with the subnet, 10.128.0.0/9 cut in
+  # /24s. A run whose switch namespace already exists holds it: take another.
+  for ((i = 0; i < 20; i++)); do
+    r=$(( ($$ * 7919 + RANDOM) % 32768 ))
+    NODES_ID=$(printf 'qn%04x' "$r")
+    NODES_NET=10.$((128 + (r >> 8))).$((r & 255))
+    NODES_SWITCH=$NODES_ID-sw
+    [[ -e /run/netns/$NODES_SWITCH ]] || break
+  done
+  ip netns add "$NODES_SWITCH" || { NODES_ID=; return 1; }
   NODES_TMP=$(mktemp -d "/tmp/$NODES_ID.XXXX") || return 1
-  NODES_SWITCH=$NODES_ID-sw
-  ip netns add "$NODES_SWITCH" || return 1
   ip -n "$NODES_SWITCH" link add br0 type bridge &&
     ip -n "$NODES_SWITCH" link set br0 up &&
     ip -n "$NODES_SWITCH" link set lo up
@@ -91,7 +95,10 @@ node_port() {
 node_quinistry() {
   local name=$1 qname=$2
   shift 2
-  q_start "$qname" nsenter --net="/run/netns/${NODE_NS[$name]:?node_quinistry: no node $name}" "$@"
+  nsenter --net="/run/netns/${NODE_NS[$name]:?node_quinistry: no node $name}" "$@" \
+    >"$Q_TMP/$qname.out" 2>"$Q_TMP/$qname.log" </dev/null &
+  Q_PID[$qname]=$!
+  _NODES_WAIT+=("quinistry $qname $! $Q_TMP/$qname.log")
 }
 
 node_dockerd() {
@@ -140,7 +147,10 @@ nodes_ready() {
     read -r kind name pid log <<<"$w"
     ok=
     for ((i = 0; i < ${NODES_TIMEOUT:-60} * 10; i++)); do
-      if [[ $kind == dockerd ]]; then
+      if [[ $kind == quinistry ]]; then
+        Q_ADDR[$name]=$(sed -n 's/.*msg=ready addr=\([^ ]*\).*/\1/p' "$log" | head -1)
+        [[ -z ${Q_ADDR[$name]} ]] || ok=1
+      elif [[ $kind == dockerd ]]; then
         "$DOCKER" -H "${NODE_DOCKER[$name]}" info >/dev/null 2>&1 && ok=1
       else
         [[ -S ${NODE_CTR[$name]} ]] && ok=1
