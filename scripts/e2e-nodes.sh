@@ -27,12 +27,16 @@ source scripts/lib/nodes.sh
 export DOCKER_CONFIG=$Q_TMP/docker-config
 mkdir -p "$DOCKER_CONFIG"
 
+C_WORK=
 cleanup() {
   set +e
+  # the arm64 node's background pulls, when the suite stops early: that job and its children, by PID
+  if [[ -n $C_WORK ]] && kill -0 "$C_WORK" 2>/dev/null; then pkill -TERM -P "$C_WORK"; kill -TERM "$C_WORK"; fi
   nodes_teardown
   if [[ -n ${E2E_KEEP_TMP:-} ]]; then echo "e2e-nodes: kept $Q_TMP"; else rm -rf "$Q_TMP"; fi
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT
 trap 'echo "e2e-nodes: aborted: line $LINENO exited with status $?" >&2' ERR
 
 TMO=${E2E_TIMEOUT:-120}
