@@ -9,8 +9,9 @@
 #   node_run NAME CMD...         run CMD with the node's network (nsenter --net, not ip netns exec, so /sys and
 #                                the cgroup v1 mounts stay as they are)
 #   node_port                    a free-looking port number, unique in this run (20000-59999)
-#   node_quinistry NAME QNAME CMD...  start CMD (a quinistry binary and flags) in the node as q_start would:
-#                                Q_PID[QNAME], logs in $Q_TMP/QNAME.log; nodes_ready sets Q_ADDR[QNAME]
+#   node_quinistry NAME QNAME CMD...  start CMD (a quinistry binary and flags) in the node as q_start would
+#                                (empty environment plus $Q_ENV): Q_PID[QNAME], logs in $Q_TMP/QNAME.log;
+#                                nodes_ready sets Q_ADDR[QNAME]
 #   node_dockerd NAME [FLAGS...] start a private dockerd (and its containerd) in the node; NODE_DOCKER[NAME] is
 #                                its -H value. FLAGS are added to dockerd's (--insecure-registry ..., say)
 #   node_containerd NAME         start a private containerd (the host's) in the node; NODE_CTR[NAME] is its socket
@@ -93,9 +94,14 @@ node_port() {
 }
 
 node_quinistry() {
-  local name=$1 qname=$2
+  local name=$1 qname=$2 exe
   shift 2
-  nsenter --net="/run/netns/${NODE_NS[$name]:?node_quinistry: no node $name}" "$@" \
+  local -a extra=()
+  read -ra extra <<<"${Q_ENV:-}"
+  exe=$(command -v "$1") || { echo "node_quinistry: $1 not found" >&2; return 1; }
+  shift
+  # as q_start does: an empty environment plus the K=V words of $Q_ENV
+  nsenter --net="/run/netns/${NODE_NS[$name]:?node_quinistry: no node $name}" env -i "${extra[@]}" "$exe" "$@" \
     >"$Q_TMP/$qname.out" 2>"$Q_TMP/$qname.log" </dev/null &
   Q_PID[$qname]=$!
   _NODES_WAIT+=("quinistry $qname $! $Q_TMP/$qname.log")
