@@ -238,11 +238,11 @@ HOSTS=$NODES_TMP/hosts
 node_hosts_toml "$HOSTS" "$TLS" "$PKI/ca.crt"
 rc=0; ctrb images pull --hosts-dir "$HOSTS" "$REF" >"$Q_TMP/ctr-b-amd64.log" 2>&1 || rc=$?
 content=$(ctrb content ls -q 2>/dev/null | tr '\n' ' ' || true)
-check "b: ctr images pull (hosts.toml) unpacks $(grep -o 'unpacking [^ ]*' "$Q_TMP/ctr-b-amd64.log"), content has [$(names "$content")]" \
+check "b: ctr images pull (hosts.toml): $(grep -o 'unpacking [^ ]*' "$Q_TMP/ctr-b-amd64.log"), content has [$(names "$content")]" \
   equals "$rc $(grep -o 'unpacking [^ ]*' "$Q_TMP/ctr-b-amd64.log") $(names "$content")" "0 unpacking linux/amd64 amd64-config,amd64-manifest,2xlayer,list"
 rc=0; ctrb images pull --hosts-dir "$HOSTS" --platform linux/arm64 "$REF" >"$Q_TMP/ctr-b-arm64.log" 2>&1 || rc=$?
 content=$(ctrb content ls -q 2>/dev/null | tr '\n' ' ' || true)
-check "b: ctr images pull --platform linux/arm64 (hosts.toml) unpacks $(grep -o 'unpacking [^ ]*' "$Q_TMP/ctr-b-arm64.log"), content now [$(names "$content")]" \
+check "b: ctr images pull --platform linux/arm64 (hosts.toml): $(grep -o 'unpacking [^ ]*' "$Q_TMP/ctr-b-arm64.log"), content now [$(names "$content")]" \
   equals "$rc $(grep -o 'unpacking [^ ]*' "$Q_TMP/ctr-b-arm64.log") $(names "$content")" \
   "0 unpacking linux/arm64 amd64-config,amd64-manifest,arm64-config,arm64-manifest,2xlayer,list"
 
@@ -313,7 +313,10 @@ check "c: containerd (pid $CPID) is an arm64 program run by ${exe##*/} ($("$exe"
 wait "$C_WORK" || true
 ver=$(awk '/Version:/ {printf "%s ", $2}' "$CW/version")
 check "c: arm64 ctr talks to arm64 containerd (versions: ${ver% })" test -n "$ver"
-check "c: the host's binfmt_misc holds no registration of this run" \
+reg=$(node_arm64_run c cat "$NODES_TMP/c-arm64/binfmt/$NODES_ID-aarch64" 2>/dev/null | awk '/^(enabled|interpreter|flags)/ {printf "%s%s", (n++ ? ", " : ""), $0}' || true)
+check "c: its own binfmt_misc has $NODES_ID-aarch64 ($(sed "s|$ROOT/||" <<<"$reg"))" \
+  equals "$reg" "enabled, interpreter $NODES_TOOLS/qemu/usr/bin/qemu-aarch64, flags: PF"
+check "c: the host's binfmt_misc has no $NODES_ID-aarch64 ($(ls /proc/sys/fs/binfmt_misc 2>/dev/null | wc -l) entries there)" \
   test ! -e "/proc/sys/fs/binfmt_misc/$NODES_ID-aarch64"
 read -r rc secs <"$CW/ctr.rc"
 unpacked=$(grep -o 'unpacking [^ ]*' "$CW/ctr.log" || true)
