@@ -114,7 +114,8 @@ fetched() {
     sed -n "s|.*msg=request method=GET path=/v2/quinistry/$3/\(sha256:[0-9a-f]*\) .* status=20[06] .*|\1|p" | sort -u | tr '\n' ' ' | sed 's/ $//'
 }
 requests_since() { sleep 0.3; tail -n +"$(($2 + 1))" "$Q_TMP/$1.log" | grep -c 'msg=request' || true; }
-short() { local s; for s in "$@"; do printf '%s ' "${s:0:19}"; done | sed 's/ $//'; }
+# short DIGESTS: each of the space-separated DIGESTS cut to 19 characters
+short() { local s; for s in $1; do printf '%s ' "${s:0:19}"; done | sed 's/ $//'; }
 # name_of DIGEST: which served object a digest is
 name_of() {
   case $1 in
@@ -141,7 +142,7 @@ https b -o "$Q_TMP/arm64.json" "https://$TLS/v2/quinistry/manifests/$ARM64_M"
 AMD64_CFG=$(jq -r .config.digest "$Q_TMP/amd64.json")
 ARM64_CFG=$(jq -r .config.digest "$Q_TMP/arm64.json")
 LAYERS=$(jq -r '.layers[].digest' "$Q_TMP/amd64.json" | sort | tr '\n' ' ')
-check "the platform images share their layers ($(short $LAYERS))" \
+check "the platform images share their layers ($(short "$LAYERS"))" \
   equals "$(jq -r '.layers[].digest' "$Q_TMP/arm64.json" | sort | tr '\n' ' ')" "$LAYERS"
 echo "  list $LIST: amd64 $AMD64_M (config $AMD64_CFG), $ARM64_PLATFORM $ARM64_M (config $ARM64_CFG)"
 
@@ -314,9 +315,9 @@ wait "$C_WORK" || true
 ver=$(awk '/Version:/ {printf "%s ", $2}' "$CW/version")
 check "c: arm64 ctr talks to arm64 containerd (versions: ${ver% })" test -n "$ver"
 reg=$(node_arm64_run c cat "$NODES_TMP/c-arm64/binfmt/$NODES_ID-aarch64" 2>/dev/null | awk '/^(enabled|interpreter|flags)/ {printf "%s%s", (n++ ? ", " : ""), $0}' || true)
-check "c: its own binfmt_misc has $NODES_ID-aarch64 ($(sed "s|$ROOT/||" <<<"$reg"))" \
+check "c: its own binfmt_misc has $NODES_ID-aarch64 (${reg//$ROOT\//})" \
   equals "$reg" "enabled, interpreter $NODES_TOOLS/qemu/usr/bin/qemu-aarch64, flags: PF"
-check "c: the host's binfmt_misc has no $NODES_ID-aarch64 ($(ls /proc/sys/fs/binfmt_misc 2>/dev/null | wc -l) entries there)" \
+check "c: the host's binfmt_misc has no $NODES_ID-aarch64 ($(find /proc/sys/fs/binfmt_misc -mindepth 1 -maxdepth 1 2>/dev/null | wc -l) entries there)" \
   test ! -e "/proc/sys/fs/binfmt_misc/$NODES_ID-aarch64"
 read -r rc secs <"$CW/ctr.rc"
 unpacked=$(grep -o 'unpacking [^ ]*' "$CW/ctr.log" || true)

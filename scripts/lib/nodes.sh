@@ -73,6 +73,7 @@ node_add() {
     ip -n "$ns" addr add "$NODES_NET.$n/24" dev eth0 &&
     ip -n "$ns" link set eth0 up &&
     ip -n "$ns" link set lo up || return 1
+  # shellcheck disable=SC2034  # for the suites that source this
   NODE_IP[$name]=$NODES_NET.$n
   _NODES_NEXT=$((n + 1))
 }
@@ -103,7 +104,7 @@ node_quinistry() {
   # as q_start does: an empty environment plus the K=V words of $Q_ENV
   nsenter --net="/run/netns/${NODE_NS[$name]:?node_quinistry: no node $name}" env -i "${extra[@]}" "$exe" "$@" \
     >"$Q_TMP/$qname.out" 2>"$Q_TMP/$qname.log" </dev/null &
-  Q_PID[$qname]=$!
+  Q_PID["$qname"]=$!
   _NODES_WAIT+=("quinistry $qname $! $Q_TMP/$qname.log")
 }
 
@@ -154,7 +155,7 @@ nodes_ready() {
     ok=
     for ((i = 0; i < ${NODES_TIMEOUT:-60} * 10; i++)); do
       if [[ $kind == quinistry ]]; then
-        Q_ADDR[$name]=$(sed -n 's/.*msg=ready addr=\([^ ]*\).*/\1/p' "$log" | head -1)
+        Q_ADDR["$name"]=$(sed -n 's/.*msg=ready addr=\([^ ]*\).*/\1/p' "$log" | head -1)
         [[ -z ${Q_ADDR[$name]} ]] || ok=1
       elif [[ $kind == dockerd ]]; then
         "$DOCKER" -H "${NODE_DOCKER[$name]}" info >/dev/null 2>&1 && ok=1
