@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # install-nodes.sh: what scripts/e2e-nodes.sh needs beyond scripts/install-tools.sh, fetched as Debian
-# packages and unpacked into private folders (nothing is installed system-wide, the host's apt state and
-# binfmt_misc are not touched):
+# packages and unpacked into private folders (these are not installed system-wide; the host's apt sources,
+# architectures and binfmt_misc are not touched):
 #   .tools/nodes/qemu    Debian 13's static qemu-user 10.x (amd64): Debian 12's 7.2 rejects
 #                        prctl(PR_SET_CHILD_SUBREAPER) and emulates no /proc/cpuinfo
 #   .tools/nodes/arm64   Debian 12's arm64 containerd, ctr, runc and skopeo, with the arm64 libraries they load
 # Idempotent: debs_fetch skips a package already unpacked at its version; the .debs are cached under
-# .tools/apt. Pinned to the versions below; prints them.
+# .tools/apt. Pinned to the versions below; prints them. Also installs iproute2 from apt when `ip` is missing.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/scripts/lib/debs.sh"
@@ -16,6 +16,19 @@ QEMU_PKGS=(qemu-user=1:10.0*)
 ARM64_PKGS=(containerd=1.6.20~ds1-1* runc=1.1.5+ds1-1* skopeo=1.9.3+ds1-1*
   libc6 libgcc-s1 libseccomp2 libgpgme11 libassuan0 libgpg-error0 libdevmapper1.02.1 libselinux1
   libpcre2-8-0 libudev1)
+
+# iproute2 (ip netns, veth, bridge) is not in every minimal Debian: install it when missing, under the shared
+# apt lock, with no service started by package scripts
+if ! command -v ip >/dev/null; then
+  echo "install-nodes: apt-get install iproute2"
+  policy=/usr/sbin/policy-rc.d
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
+  flock /var/lock/quinistry-apt.lock apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive flock /var/lock/quinistry-apt.lock apt-get install -y -qq --no-install-recommends iproute2 >/dev/null
+fi
 
 # resolve SUITE ARCH SPEC...: NAME=VERSION for each spec, the version glob matched against the candidate.
 resolve() {
