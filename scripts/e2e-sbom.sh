@@ -5,7 +5,8 @@
 #   - oras discover/pull and regctl artifact list/get list one SPDX artifact per platform, filter by
 #     artifact type, and fetch a document that tools-golang reads back as SPDX 2.3;
 #   - the OCI conformance suite's referrers tests (OCI_RO_DATA_REFERRERS) pass;
-#   - after quinistry push to the CNCF registry v3.1.2, oras discover there lists the same artifacts;
+#   - after quinistry push to the CNCF registry v3.1.2, oras discover there lists the same artifacts, and
+#     oras finds them in quinistry export's OCI layout;
 #   - generation 2 (amd64 natively, arm64 under qemu), started as the image says, serves the same referrers;
 #   - the HTML page at / renders in headless chromium with no console error and no request leaving the
 #     origin, showing every platform digest and the pull line (screenshot kept in results/e2e-sbom/).
@@ -217,6 +218,15 @@ for arch in amd64 arm64; do
   check "push/$arch: oras discover on the CNCF registry lists the served SBOM $want" [ -n "$want" -a "$got" == "$want" ]
   check "push/$arch: the registry holds the same document" \
     cmp -s <(sbom_doc "$ORIGIN" "$d") <(oras pull --plain-http "$REG/team/quinistry@$want" -o "$Q_TMP/pulled-$arch" >/dev/null 2>&1 && cat "$Q_TMP/pulled-$arch/quinistry-linux-$arch.spdx.json")
+done
+
+# --- export: the OCI layout holds the SBOMs, and oras finds them there by their subject
+"$AMD64" export --oci-layout "$Q_TMP/layout" >/dev/null 2>&1
+for arch in amd64 arm64; do
+  want=$(referrers "$ORIGIN" "$(platform_digest "$ORIGIN" $arch)" | jq -r '.manifests[].digest')
+  got=$(oras discover --oci-layout --platform linux/$arch --format json "$Q_TMP/layout:latest" 2>/dev/null |
+    jq -r '.. | objects | select(.artifactType? == "application/spdx+json") | .digest')
+  check "export/$arch: oras discover --oci-layout finds the served SBOM $want in the export" [ -n "$want" -a "$got" == "$want" ]
 done
 
 # --- the page, in headless chromium, with every host but loopback unresolvable
