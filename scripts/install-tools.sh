@@ -67,6 +67,7 @@ if [[ ! -x $BIN/conformance.test ]]; then
   rm -rf "$tmp" "$tmp.log"
 fi
 
+"$ROOT/scripts/install-sbom.sh"  # syft, oras, regctl and chromium for e2e-sbom.sh
 "$ROOT/scripts/install-nodes.sh" # arm64 containerd/ctr/skopeo and qemu-user 10.x for e2e-nodes.sh, unpacked privately
 
 # --- versions (docker resolves to /usr/local/bin/docker, the CLI 28, when present)
