@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# install-arm64-node.sh: an arm64 machine to boot under qemu-system-aarch64, made from Debian packages
+# only, and the host's qemu to boot it. Idempotent: quick when everything is cached.
+#   host (apt):    qemu-system-arm (qemu-system-aarch64), cpio
+#   image (arm64 debs from Debian bookworm, through a private apt configuration; see scripts/lib/debs.sh):
+#                  the kernel linux-image-arm64 resolves to, busybox-static, containerd, runc, libc6,
+#                  libseccomp2; packed with scripts/arm64-node/{init,containerd.toml} into an
+#                  uncompressed initramfs (the kernel unpacks it far faster under emulation than a
+#                  compressed one)
+# The image goes to .tools/arm64-node/<key>/{vmlinuz,initrd.cpio,versions}, where <key> is a hash of
+# the package versions and of the files the image is made from: a new Debian update or a changed
+# init makes a new image, and an unchanged one is reused.
+#   install-arm64-node.sh          build if needed, print one line naming the image and its versions
+#   install-arm64-node.sh --dir    the same, but print only the image directory (for the e2e suite)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$ROOT/scripts/lib/debs.sh"
+NODE_SRC=$ROOT/scripts/arm64-node
+CACHE=$ROOT/.tools/arm64-node
+SUITE=bookworm
+# name=version glob: a Debian point or security update still matches, another upstream does not
+PKGS=(linux-image-arm64='6.1.*' busybox-static='1:1.35.0*' containerd='1.6.20~ds1*' runc='1.1.5+ds1*'
+  libc6='2.36*' libseccomp2='2.5.4*')
+HOST_PKGS=(qemu-system-arm='1:7.2*' cpio='2.13*')
+# modules the node loads at boot, with what they depend on (found from each .ko's depends=)
+NODE_MODULES=(virtio_pci virtio_net virtio_rng overlay)
+
+log() { echo "install-arm64-node: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+# --- host: qemu-system-aarch64 and cpio from apt
+missing=()
+for spec in "${HOST_PKGS[@]}"; do
+  have=$(dpkg-query -W -f='${db:Status-Abbrev}${Version}' "${spec%%=*}" 2>/dev/null || true)
+  # shellcheck disable=SC2053  # the version is a glob on purpose
+  [[ $have == ii* && ${have#ii } == ${spec#*=} ]] || missing+=("$spec")
+done
+if ((${#missing[@]})); then
+  log "apt-get install ${missing[*]}"
+  policy=/usr/sbin/policy-rc.d
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
+  flock /var/lock/quinistry-apt.lock apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive flock /var/lock/quinistry-apt.lock \
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- resolve versions (the lists are cached for a day)
+declare -A VER=()
+for spec in "${PKGS[@]}"; do
+  name=${spec%%=*}
+  v=$(debs_version "$SUITE" arm64 "$name") || true
+  [[ -n $v ]] || die "no $name in $SUITE/arm64"
+  # shellcheck disable=SC2053
+  [[ $v == ${spec#*=} ]] || die "$name is $v in $SUITE/arm64, pinned to ${spec#*=}: update PKGS"
+  VER[$name]=$v
+done
+# the meta package depends on exactly one ABI package: linux-image-6.1.0-N-arm64 (= VERSION)
+KPKG=$(_debs_apt apt-cache "$SUITE" arm64 show "linux-image-arm64=${VER[linux-image-arm64]}" |
+  sed -n 's/^Depends: *\(linux-image-[0-9][^ ,]*-arm64\) .*/\1/p' | head -1)
+[[ -n $KPKG ]] || die "cannot resolve linux-image-arm64 ${VER[linux-image-arm64]} to its ABI package"
+KVER=${KPKG#linux-image-}
+VER[$KPKG]=${VER[linux-image-arm64]}
+
+versions=$(for n in "$KPKG" busybox-static containerd runc libc6 libseccomp2; do echo "$n ${VER[$n]}"; done)
+key=$( { echo "$versions"; echo "${NODE_MODULES[*]}"; cat "$NODE_SRC/init" "$NODE_SRC/containerd.toml" "$0"; } |
+  sha256sum | cut -c1-16)
+OUT=$CACHE/$key
+
+report() {
+  if [[ ${1:-} == --dir ]]; then echo "$OUT"; else
+    echo "arm64 node:  $OUT (kernel $KVER, $(echo "$versions" | tail -n +2 | tr '\n' ',' | sed 's/,$//; s/,/, /g'))"
+  fi
+}
+if [[ -f $OUT/initrd.cpio && -f $OUT/vmlinuz ]]; then report "${1:-}"; exit 0; fi
+
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.lock"
+flock 9
+if [[ -f $OUT/initrd.cpio && -f $OUT/vmlinuz ]]; then report "${1:-}"; exit 0; fi
+start=$(date +%s)
+log "building $OUT (kernel $KVER)"
+work=$(mktemp -d "$CACHE/.build.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+debs=$work/debs
+rootfs=$work/root
+debs_fetch "$debs" "$SUITE" arm64 "$KPKG=${VER[$KPKG]}" "busybox-static=${VER[busybox-static]}" \
+  "containerd=${VER[containerd]}" "runc=${VER[runc]}" "libc6=${VER[libc6]}" \
+  "libseccomp2=${VER[libseccomp2]}" >/dev/null
+
+# --- the root file system
+mkdir -p "$rootfs"/{bin,sbin,usr/bin,usr/sbin,lib,usr/lib,etc/qnode,etc/containerd,var/lib,run,tmp,proc,sys,dev}
+cp -a "$debs/bin/busybox" "$rootfs/bin/"
+cp -a "$debs/usr/bin/"{containerd,ctr,containerd-shim-runc-v2} "$rootfs/usr/bin/"
+cp -a "$debs/usr/sbin/runc" "$rootfs/usr/sbin/"
+cp -a "$debs/lib/ld-linux-aarch64.so.1" "$debs/lib/aarch64-linux-gnu" "$rootfs/lib/"
+mkdir -p "$rootfs/usr/lib/aarch64-linux-gnu"
+cp -a "$debs/usr/lib/aarch64-linux-gnu/"libseccomp.so.2* "$rootfs/usr/lib/aarch64-linux-gnu/"
+install -m 0755 "$NODE_SRC/init" "$rootfs/init"
+install -m 0644 "$NODE_SRC/containerd.toml" "$rootfs/etc/containerd/config.toml"
+printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$rootfs/etc/hosts"
+printf '# no name server: the node reaches only addresses on its own subnet\nnameserver 127.0.0.1\n' \
+  >"$rootfs/etc/resolv.conf"
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$rootfs/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+echo "$versions" >"$rootfs/etc/qnode/versions"
+
+# --- kernel modules in dependency order, from each module's depends= (the package has no modules.dep)
+mods=$debs/lib/modules/$KVER
+[[ -d $mods ]] || die "no modules for $KVER in $KPKG"
+declare -A KO=() SEEN=()
+while IFS= read -r f; do
+  n=${f##*/}
+  n=${n%.ko}
+  KO[${n//-/_}]=${f#"$mods"/}
+done < <(find "$mods/kernel" -name '*.ko')
+order=()
+visit() {
+  local n=${1//-/_} dep deps
+  [[ -z ${SEEN[$n]:-} ]] || return 0
+  SEEN[$n]=1
+  if [[ -z ${KO[$n]:-} ]]; then
+    grep -q "/${n}.ko\$\|/${n//_/-}.ko\$" "$mods/modules.builtin" || die "module $n: no .ko and not built in"
+    return 0
+  fi
+  deps=$(tr '\0' '\n' <"$mods/${KO[$n]}" | sed -n 's/^depends=//p' | head -1)
+  for dep in ${deps//,/ }; do visit "$dep"; done
+  order+=("${KO[$n]}")
+}
+for m in "${NODE_MODULES[@]}"; do visit "$m"; done
+for ko in "${order[@]}"; do
+  mkdir -p "$rootfs/lib/modules/$KVER/$(dirname "$ko")"
+  cp "$mods/$ko" "$rootfs/lib/modules/$KVER/$ko"
+done
+printf '%s\n' "${order[@]}" >"$rootfs/etc/qnode/modules"
+
+# --- pack
+mkdir -p "$work/out"
+cp "$debs/boot/vmlinuz-$KVER" "$work/out/vmlinuz"
+(cd "$rootfs" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 --reproducible) \
+  >"$work/out/initrd.cpio"
+{ echo "$versions"; echo "modules ${order[*]}"; } >"$work/out/versions"
+rm -rf "$OUT"
+mv "$work/out" "$OUT"
+log "built in $(($(date +%s) - start)) s: $(du -sh "$OUT/initrd.cpio" | cut -f1) initramfs, modules: ${order[*]##*/}"
+report "${1:-}"
