@@ -48,20 +48,32 @@ if ((${#missing[@]})); then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# --- resolve versions (the lists are cached for a day)
+# --- resolve versions. apt-cache reads the whole package list for each question (seconds each), so
+# the answers are kept beside the image cache until the lists are refreshed (once a day) or PKGS changes.
 declare -A VER=()
-for spec in "${PKGS[@]}"; do
-  name=${spec%%=*}
-  v=$(debs_version "$SUITE" arm64 "$name") || true
-  [[ -n $v ]] || die "no $name in $SUITE/arm64"
-  # shellcheck disable=SC2053
-  [[ $v == ${spec#*=} ]] || die "$name is $v in $SUITE/arm64, pinned to ${spec#*=}: update PKGS"
-  VER[$name]=$v
-done
-# the meta package depends on exactly one ABI package: linux-image-6.1.0-N-arm64 (= VERSION)
-KPKG=$(_debs_apt apt-cache "$SUITE" arm64 show "linux-image-arm64=${VER[linux-image-arm64]}" |
-  sed -n 's/^Depends: *\(linux-image-[0-9][^ ,]*-arm64\) .*/\1/p' | head -1)
-[[ -n $KPKG ]] || die "cannot resolve linux-image-arm64 ${VER[linux-image-arm64]} to its ABI package"
+_debs_update "$SUITE" arm64
+resolved=$CACHE/resolved-$SUITE-arm64
+stamp="$(stat -c %Y "$DEBS_CACHE/$SUITE-arm64/lists/.updated") ${PKGS[*]}"
+if [[ $(head -1 "$resolved" 2>/dev/null) == "$stamp" ]]; then
+  while read -r name v; do VER[$name]=$v; done < <(tail -n +2 "$resolved")
+  KPKG=$(sed -n 's/^KPKG //p' "$resolved")
+else
+  for spec in "${PKGS[@]}"; do
+    name=${spec%%=*}
+    v=$(debs_version "$SUITE" arm64 "$name") || true
+    [[ -n $v ]] || die "no $name in $SUITE/arm64"
+    # shellcheck disable=SC2053
+    [[ $v == ${spec#*=} ]] || die "$name is $v in $SUITE/arm64, pinned to ${spec#*=}: update PKGS"
+    VER[$name]=$v
+  done
+  # the meta package depends on exactly one ABI package: linux-image-6.1.0-N-arm64 (= VERSION)
+  KPKG=$(_debs_apt apt-cache "$SUITE" arm64 show "linux-image-arm64=${VER[linux-image-arm64]}" |
+    sed -n 's/^Depends: *\(linux-image-[0-9][^ ,]*-arm64\) .*/\1/p' | head -1)
+  [[ -n $KPKG ]] || die "cannot resolve linux-image-arm64 ${VER[linux-image-arm64]} to its ABI package"
+  mkdir -p "$CACHE"
+  { echo "$stamp"; for n in "${!VER[@]}"; do echo "$n ${VER[$n]}"; done; echo "KPKG $KPKG"; } >"$resolved.$$"
+  mv "$resolved.$$" "$resolved"
+fi
 KVER=${KPKG#linux-image-}
 VER[$KPKG]=${VER[linux-image-arm64]}
 

@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# e2e-arm64vm.sh: quinistry on a real arm64 kernel. An arm64 machine (Debian's arm64 kernel, busybox,
+# containerd and runc; scripts/install-arm64-node.sh) boots under qemu-system-aarch64 (TCG) on a tap
+# device in a network namespace this suite makes, with quinistry (amd64, one per format) serving on the
+# namespace's side of the tap. For each format (E2E_FORMATS, default "docker oci"):
+#   in the machine  containerd pulls quinistry with no --platform, and runs it read-only on the host
+#                   network (scripts/arm64-node/pull-run.job)
+#   checked here    which platform it unpacked; that the registry's access log shows containerd
+#                   fetching the arm64 manifest and never the amd64 one; that the container runs
+#                   /quinistry-linux-arm64 as uid 65532 on a read-only root; that it serves the same
+#                   list digest; and then, pulling from the machine's quinistry: crane (the list and
+#                   both platform manifests byte for byte, every blob hashed), skopeo (each platform
+#                   copied to a dir:, every file hashed) and a private dockerd (pull --platform
+#                   linux/amd64 and linux/arm64: RepoDigest and image ID)
+# The machine powers itself off at the end; the suite then checks that no qemu, namespace, tap,
+# process or mount of its own is left. Needs root and scripts/install-arm64-node.sh (install-tools.sh).
+# E2E_KEEP_TMP=1 keeps the temporary directory (console log, access logs) for a post-mortem.
+set -euo pipefail
+START=$(date +%s)
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+export PATH=$ROOT/.tools/bin:$PATH
+Q_TMP=$(mktemp -d)
+source scripts/lib/quinistry.sh
+source scripts/lib/dockerd.sh
+source scripts/lib/arm64vm.sh
+export DOCKER_CONFIG=$Q_TMP/docker-config
+mkdir -p "$DOCKER_CONFIG"
+read -r -a FORMATS <<<"${E2E_FORMATS:-docker oci}"
+TMO=${E2E_TIMEOUT:-120}
+VM_TIMEOUT=${VM_TIMEOUT:-900}
+
+cleanup() {
+  set +e
+  dockerd_stop "$Q_TMP/docker"
+  q_stop_all
+  vm_stop 0 2>/dev/null
+  vm_net_down
+  if [[ -n ${E2E_KEEP_TMP:-} ]]; then echo "e2e-arm64vm: kept $Q_TMP"; else rm -rf "$Q_TMP"; fi
+}
+trap cleanup EXIT
+trap 'echo "e2e-arm64vm: aborted: line $LINENO exited with status $?" >&2' ERR
+
+elapsed() { echo "$(($(date +%s) - START)) s"; }
+cr() { vm_in timeout "$TMO" crane --insecure "$@"; }
+sk() { vm_in timeout "$TMO" skopeo "$@"; }
+dk() { timeout "$TMO" "$DOCKER" "$@"; }
+sha() { sha256sum | awk '{print "sha256:" $1}'; }
+# a console line's KEY=VALUE field
+field() { tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p" | head -1; }
+
+scripts/build.sh >/dev/null
+IMAGE=$(scripts/install-arm64-node.sh --dir)
+echo "node image: $IMAGE"
+sed 's/^/  /' "$IMAGE/versions"
+echo "qemu:       $("$VM_QEMU" --version | head -1)"
+echo "setup done at $(elapsed)"
+
+vm_net_up "$Q_TMP/vm"
+echo "namespace $VM_NS: tap $VM_TAP $VM_HOST_IP/24, node $VM_IP"
+CTL=$((7000 + RANDOM % 1000))
+regs=
+for f in "${FORMATS[@]}"; do
+  q_start "host-$f" nsenter --net="/run/netns/$VM_NS" "$ROOT/dist/quinistry-linux-amd64" \
+    --addr "$VM_HOST_IP:0" --format "$f"
+  regs+=",$f=${Q_ADDR[host-$f]}"
+done
+vm_start "$IMAGE" scripts/arm64-node/pull-run.job "regs=${regs#,}" "ctl=$CTL"
+VM_START=$(date +%s)
+
+# the private dockerd lives in the same namespace, and may pull over plain HTTP from the node
+DOCKERD_WRAP=(nsenter --net="/run/netns/$VM_NS")
+DOCKERD_ARGS=(--insecure-registry "$VM_IP:8080")
+dockerd_start "$Q_TMP/docker"
+
+line=$(vm_wait 'boot' 120) || line="(none)"
+check "the node boots Debian's arm64 kernel: $line" grep -q 'machine=aarch64' <<<"$line"
+
+NODE=$VM_IP:8080
+for f in "${FORMATS[@]}"; do
+  host=${Q_ADDR[host-$f]}
+  log=$Q_TMP/host-$f.log
+  echo "--- format $f: the node pulls from $host"
+  # what the host serves
+  list=$(cr digest "$host/quinistry:latest")
+  declare -A want=() cfg=()
+  for p in amd64 arm64; do
+    want[$p]=$(cr digest --platform "linux/$p" "$host/quinistry:latest")
+    cfg[$p]=$(cr manifest "$host/quinistry@${want[$p]}" | jq -r .config.digest)
+  done
+  echo "host serves list $list, linux/amd64 ${want[amd64]}, linux/arm64 ${want[arm64]}"
+
+  pulled=$(vm_wait "pulled $f|pull-failed $f" 300) || pulled="(none)"
+  check "the node's containerd, given no --platform, unpacked linux/arm64: $pulled" \
+    grep -q 'unpacking linux/arm64' <<<"$pulled"
+  images=$(vm_wait "images $f" 60) || images="(none)"
+  check "the node's containerd stored the list $list as the image: $images" grep -qF "$list" <<<"$images"
+  # the registry's access log, containerd's requests only
+  fetched=$(grep -a 'user_agent=containerd' "$log" | sed -n 's/.*msg=request method=\([A-Z]*\) path=\/v2\/quinistry\/manifests\/\([^ ]*\) .*/\1 \2/p' |
+    sed "s/${want[arm64]}/arm64-manifest/; s/${want[amd64]}/amd64-manifest/; s/$list/list/" | tr '\n' ',' | sed 's/,$//')
+  check "the registry's log shows containerd fetching the arm64 manifest (${want[arm64]}): $fetched" \
+    grep -q 'GET arm64-manifest' <<<"$fetched"
+  check "the registry's log shows containerd never asking for the amd64 manifest (${want[amd64]}): $fetched" \
+    bash -c '! grep -q amd64-manifest <<<"$1"' _ "$fetched"
+
+  serving=$(vm_wait "serving $f|run-failed $f" 300) || serving="(none)"
+  echo "node: $serving"
+  check "the container runs $(field "$serving" exe) as uid $(field "$serving" uid) (real, effective, saved, fs)" \
+    test "$(field "$serving" uid)" = 65532,65532,65532,65532 -a "$(field "$serving" exe)" = /quinistry-linux-arm64
+  check "the container's root file system is mounted $(field "$serving" root)" \
+    grep -qE '^ro(,|$)' <<<"$(field "$serving" root)"
+  got=$(vm_in curl -fsSI --max-time 30 -H "Accept: $LIST_ACCEPT" "http://$NODE/v2/quinistry/manifests/latest" |
+    tr -d '\r' | awk -F': ' 'tolower($1) == "docker-content-digest" {print $2}') || got=
+  check "the node's quinistry (arm64 kernel) serves list $got, the host's is $list" test "$got" = "$list"
+
+  # crane from the node: the list and each platform's manifest byte for byte, and every blob once
+  check "crane: the node's list bytes equal the host's ($(cr manifest "$NODE/quinistry:latest" | sha))" \
+    cmp -s <(cr manifest "$NODE/quinistry:latest") <(cr manifest "$host/quinistry:latest")
+  blobs=
+  for p in amd64 arm64; do
+    d=$(cr digest --platform "linux/$p" "$NODE/quinistry:latest") || d=
+    check "crane: the node's linux/$p manifest is $d, the host's ${want[$p]}" test "$d" = "${want[$p]}"
+    blobs+=" $(cr manifest "$NODE/quinistry@${want[$p]}" | jq -r '.config.digest, .layers[].digest')"
+  done
+  blobs=$(tr ' ' '\n' <<<"$blobs" | sed '/^$/d' | sort -u)
+  bad=
+  for b in $blobs; do [[ $(cr blob "$NODE/quinistry@$b" | sha) == "$b" ]] || bad+=" $b"; done
+  check "crane: the node's $(wc -l <<<"$blobs") blobs (configs, layers) each hash to their digest: $(echo $blobs | tr ' ' ',')${bad:+; wrong:$bad}" \
+    test -z "$bad"
+
+  # skopeo from the node: the list with both platforms into a dir:, every file hashed
+  dir=$Q_TMP/skopeo-$f
+  sk copy -q --all --preserve-digests --src-tls-verify=false "docker://$NODE/quinistry:latest" "dir:$dir" || true
+  m=$( [[ -f $dir/manifest.json ]] && sha <"$dir/manifest.json")
+  inst=$(cd "$dir" 2>/dev/null && for x in *.manifest.json; do sha <"$x"; done | sort | tr '\n' ' ')
+  bad=$(cd "$dir" 2>/dev/null && for b in $(ls | grep -E '^[0-9a-f]{64}$'); do
+    [[ $(sha <"$b") == "sha256:$b" ]] || echo "$b"; done)
+  n=$(ls "$dir" 2>/dev/null | grep -cE '^[0-9a-f]{64}$' || true)
+  check "skopeo copy --all from the node: list $m, manifests ${inst% }, $n blobs each hashing to its name${bad:+; wrong: $bad}" \
+    test "$m" = "$list" -a "${inst% }" = "$(printf '%s\n' "${want[@]}" | sort | tr '\n' ' ' | sed 's/ $//')" -a "$n" = 4 -a -z "$bad"
+
+  # docker from the node: both platforms
+  for p in amd64 arm64; do
+    dk pull -q --platform "linux/$p" "$NODE/quinistry:latest" >/dev/null || true
+    seen=$(dk image inspect -f '{{.Architecture}} {{.Id}} {{index .RepoDigests 0}}' "$NODE/quinistry:latest" || true)
+    check "docker pull --platform linux/$p from the node: $seen (config ${cfg[$p]}, list $list)" \
+      test "$seen" = "$p ${cfg[$p]} $NODE/quinistry@$list"
+    # dockerd 20.10 keeps the list's digest reference on the image pulled first
+    dk rmi -f "$NODE/quinistry:latest" >/dev/null || true
+  done
+
+  vm_send "$CTL" "host-done-$f" || true
+  stopped=$(vm_wait "stopped $f" 120) || stopped="(none)"
+  check "the node stopped its container: $stopped" grep -q "stopped $f after host-done-$f" <<<"$stopped"
+  unset want cfg
+done
+
+done_line=$(vm_wait 'job exit' 120) || done_line="(none)"
+vm_stop 60
+echo "node: $done_line; machine ran $(($(date +%s) - VM_START)) s"
+check "the node's job ended and the machine powered itself off: $done_line" grep -q 'job exit=0' <<<"$done_line"
+
+# teardown, then look for anything left
+mapfile -t pids < <(printf '%s\n' "${Q_PID[@]}" "$(cat "$Q_TMP/docker/dockerd.ours" 2>/dev/null)")
+dockerd_stop "$Q_TMP/docker"
+q_stop_all
+vm_net_down
+left=$(vm_leftovers)
+for p in "${pids[@]}"; do
+  if [[ -n $p ]] && kill -0 "$p" 2>/dev/null; then left+=" pid $p"; fi
+done
+left+=$(awk -v d="$Q_TMP/" 'index($5, d) == 1 {printf " mount %s", $5}' /proc/self/mountinfo)
+left+=$(pgrep -f -- "$Q_TMP/" | sed 's/^/ pid /' | tr -d '\n' || true)
+check "nothing left: no qemu, namespace $VM_NS, tap $VM_TAP, process or mount${left:+; left:$left}" test -z "$left"
+
+echo "e2e-arm64vm: $(elapsed) in all"
+checks_done e2e-arm64vm
