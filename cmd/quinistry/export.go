@@ -35,6 +35,9 @@ func parseExportFlags(args []string, stderr io.Writer) (exportConfig, error) {
 	if err := parseFlags(fs, args, stderr, "usage: quinistry export (--oci-layout DIR | --tar FILE) [flags]"); err != nil {
 		return exportConfig{}, err
 	}
+	if err := setFromEnv(fs, packFlagNames...); err != nil {
+		return exportConfig{}, err
+	}
 	if fs.NArg() > 0 {
 		return exportConfig{}, usageError{fmt.Errorf("export: unexpected argument %q (see --help)", fs.Arg(0))}
 	}
