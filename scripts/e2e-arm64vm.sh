@@ -32,6 +32,10 @@ VM_TIMEOUT=${VM_TIMEOUT:-900}
 
 cleanup() {
   set +e
+  if ((CHECKS_FAILED)) || [[ -z ${SUITE_DONE:-} ]]; then
+    echo "e2e-arm64vm: the end of the node's console:"
+    tail -n 30 "${VM_DIR:-/nonexistent}/console.log" 2>/dev/null | tr -d '\r' | sed 's/^/  | /'
+  fi
   dockerd_stop "$Q_TMP/docker"
   q_stop_all
   vm_stop 0 2>/dev/null
@@ -173,5 +177,6 @@ left+=$(awk -v d="$Q_TMP/" 'index($5, d) == 1 {printf " mount %s", $5}' /proc/se
 left+=$(pgrep -f -- "$Q_TMP/" | sed 's/^/ pid /' | tr -d '\n' || true)
 check "nothing left: no qemu, namespace $VM_NS, tap $VM_TAP, process or mount${left:+; left:$left}" test -z "$left"
 
+SUITE_DONE=1
 echo "e2e-arm64vm: $(elapsed) in all"
 checks_done e2e-arm64vm

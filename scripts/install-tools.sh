@@ -66,6 +66,9 @@ if [[ ! -x $BIN/conformance.test ]]; then
   rm -rf "$tmp" "$tmp.log"
 fi
 
+# --- the arm64 machine of e2e-arm64vm.sh: qemu-system-aarch64 and a node image from Debian's arm64 packages
+"$ROOT/scripts/install-arm64-node.sh"
+
 # --- versions (docker resolves to /usr/local/bin/docker, the CLI 28, when present)
 DOCKER=/usr/local/bin/docker; [[ -x $DOCKER ]] || DOCKER=docker
 echo "docker CLI:  $("$DOCKER" --version) ($DOCKER; first docker in PATH: $(command -v docker))"
