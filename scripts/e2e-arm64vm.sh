@@ -84,7 +84,7 @@ NODE=$VM_IP:8080
 for f in "${FORMATS[@]}"; do
   host=${Q_ADDR[host-$f]}
   log=$Q_TMP/host-$f.log
-  echo "--- format $f: the node pulls from $host"
+  echo "--- format $f: the node pulls from $host ($(elapsed))"
   # what the host serves
   list=$(cr digest "$host/quinistry:latest")
   declare -A want=() cfg=()
@@ -117,24 +117,50 @@ for f in "${FORMATS[@]}"; do
     tr -d '\r' | awk -F': ' 'tolower($1) == "docker-content-digest" {print $2}') || got=
   check "the node's quinistry (arm64 kernel) serves list $got, the host's is $list" test "$got" = "$list"
 
-  # crane from the node: the list and each platform's manifest byte for byte, and every blob once
-  check "crane: the node's list bytes equal the host's ($(cr manifest "$NODE/quinistry:latest" | sha))" \
-    cmp -s <(cr manifest "$NODE/quinistry:latest") <(cr manifest "$host/quinistry:latest")
-  blobs=
-  for p in amd64 arm64; do
-    d=$(cr digest --platform "linux/$p" "$NODE/quinistry:latest") || d=
-    check "crane: the node's linux/$p manifest is $d, the host's ${want[$p]}" test "$d" = "${want[$p]}"
-    blobs+=" $(cr manifest "$NODE/quinistry@${want[$p]}" | jq -r '.config.digest, .layers[].digest')"
-  done
-  blobs=$(tr ' ' '\n' <<<"$blobs" | sed '/^$/d' | sort -u)
-  bad=
-  for b in $blobs; do [[ $(cr blob "$NODE/quinistry@$b" | sha) == "$b" ]] || bad+=" $b"; done
-  check "crane: the node's $(wc -l <<<"$blobs") blobs (configs, layers) each hash to their digest: $(echo $blobs | tr ' ' ',')${bad:+; wrong:$bad}" \
-    test -z "$bad"
+  # The three clients pull from the node at the same time (each waits mostly on the emulated
+  # machine); their checks follow in order.
+  out=$Q_TMP/pull-$f
+  mkdir -p "$out"
+  (
+    cr manifest "$NODE/quinistry:latest" >"$out/list.node" || true
+    cr manifest "$host/quinistry:latest" >"$out/list.host" || true
+    blobs=
+    for p in amd64 arm64; do
+      cr digest --platform "linux/$p" "$NODE/quinistry:latest" >"$out/digest.$p" || true
+      blobs+=" $(cr manifest "$NODE/quinistry@${want[$p]}" | jq -r '.config.digest, .layers[].digest')"
+    done
+    for b in $(tr ' ' '\n' <<<"$blobs" | sed '/^$/d' | sort -u); do
+      echo "$b $(cr blob "$NODE/quinistry@$b" | sha)"
+    done >"$out/blobs"
+  ) &
+  crane_job=$!
+  sk copy -q --all --preserve-digests --src-tls-verify=false "docker://$NODE/quinistry:latest" \
+    "dir:$out/skopeo" >"$out/skopeo.log" 2>&1 &
+  skopeo_job=$!
+  (
+    for p in amd64 arm64; do
+      dk pull -q --platform "linux/$p" "$NODE/quinistry:latest" >/dev/null || true
+      echo "$p $(dk image inspect -f '{{.Architecture}} {{.Id}} {{index .RepoDigests 0}}' "$NODE/quinistry:latest" || true)"
+      # dockerd 20.10 keeps the list's digest reference on the image pulled first
+      dk rmi -f "$NODE/quinistry:latest" >/dev/null || true
+    done >"$out/docker"
+  ) &
+  docker_job=$!
+  wait "$crane_job" "$skopeo_job" "$docker_job" || true
 
-  # skopeo from the node: the list with both platforms into a dir:, every file hashed
-  dir=$Q_TMP/skopeo-$f
-  sk copy -q --all --preserve-digests --src-tls-verify=false "docker://$NODE/quinistry:latest" "dir:$dir" || true
+  # crane: the list and each platform's manifest byte for byte, and every blob once
+  check "crane: the node's list bytes equal the host's ($(sha <"$out/list.node"))" \
+    cmp -s "$out/list.node" "$out/list.host"
+  for p in amd64 arm64; do
+    d=$(cat "$out/digest.$p")
+    check "crane: the node's linux/$p manifest is $d, the host's ${want[$p]}" test "$d" = "${want[$p]}"
+  done
+  bad=$(awk '$1 != $2 {print $1}' "$out/blobs")
+  check "crane: the node's $(wc -l <"$out/blobs") blobs (configs, layers) each hash to their digest: $(cut -d' ' -f1 "$out/blobs" | tr '\n' ',' | sed 's/,$//')${bad:+; wrong: $bad}" \
+    test -z "$bad" -a "$(wc -l <"$out/blobs")" = 4
+
+  # skopeo: the list with both platforms in a dir:, every file hashed
+  dir=$out/skopeo
   m=$( [[ -f $dir/manifest.json ]] && sha <"$dir/manifest.json")
   inst=$(cd "$dir" 2>/dev/null && for x in *.manifest.json; do sha <"$x"; done | sort | tr '\n' ' ')
   bad=$(cd "$dir" 2>/dev/null && for b in $(ls | grep -E '^[0-9a-f]{64}$'); do
@@ -143,15 +169,13 @@ for f in "${FORMATS[@]}"; do
   check "skopeo copy --all from the node: list $m, manifests ${inst% }, $n blobs each hashing to its name${bad:+; wrong: $bad}" \
     test "$m" = "$list" -a "${inst% }" = "$(printf '%s\n' "${want[@]}" | sort | tr '\n' ' ' | sed 's/ $//')" -a "$n" = 4 -a -z "$bad"
 
-  # docker from the node: both platforms
+  # docker: both platforms
   for p in amd64 arm64; do
-    dk pull -q --platform "linux/$p" "$NODE/quinistry:latest" >/dev/null || true
-    seen=$(dk image inspect -f '{{.Architecture}} {{.Id}} {{index .RepoDigests 0}}' "$NODE/quinistry:latest" || true)
+    seen=$(sed -n "s/^$p //p" "$out/docker")
     check "docker pull --platform linux/$p from the node: $seen (config ${cfg[$p]}, list $list)" \
       test "$seen" = "$p ${cfg[$p]} $NODE/quinistry@$list"
-    # dockerd 20.10 keeps the list's digest reference on the image pulled first
-    dk rmi -f "$NODE/quinistry:latest" >/dev/null || true
   done
+  echo "clients done at $(elapsed)"
 
   vm_send "$CTL" "host-done-$f" || true
   stopped=$(vm_wait "stopped $f" 120) || stopped="(none)"
