@@ -16,12 +16,13 @@
 # init makes a new image, and an unchanged one is reused.
 #   install-arm64-node.sh          build if needed, print one line naming the image and its versions
 #   install-arm64-node.sh --dir    the same, but print only the image directory (for the e2e suite)
+# ARM64_NODE_CACHE and DEBS_CACHE move the image and package caches (to time a cold build, say).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/scripts/lib/debs.sh"
 NODE_SRC=$ROOT/scripts/arm64-node
-CACHE=$ROOT/.tools/arm64-node
+CACHE=${ARM64_NODE_CACHE:-$ROOT/.tools/arm64-node}
 SUITE=bookworm
 # name=version glob: a Debian point or security update still matches, another upstream does not
 PKGS=(linux-image-arm64='6.1.*' busybox-static='1:1.35.0*' containerd='1.6.20~ds1*' runc='1.1.5+ds1*'
