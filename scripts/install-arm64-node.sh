@@ -33,8 +33,9 @@ HOST_PKGS=(qemu-system-arm='1:7.2*' cpio='2.13*')
 # modules the node loads at boot, with what they depend on (found from each .ko's depends=)
 NODE_MODULES=(virtio_pci virtio_net virtio_rng overlay)
 # and those of the Kubernetes layer: a CNI bridge with veths, iptables-nft with the matches and
-# targets of the portmap plugin and the kubelet
-KUBE_MODULES=(bridge br_netfilter veth nf_conntrack nf_nat nft_compat nft_chain_nat xt_nat xt_MASQUERADE
+# targets of the portmap plugin and the kubelet. crc32c_generic first: libcrc32c (for nf_conntrack) names it
+# only as a soft dependency (softdep=pre: crc32c, an alias), and fails to load without it.
+KUBE_MODULES=(crc32c_generic bridge br_netfilter veth nf_conntrack nf_nat nft_compat nft_chain_nat xt_nat xt_MASQUERADE
   xt_addrtype xt_conntrack xt_multiport xt_mark xt_comment xt_tcpudp)
 
 log() { echo "install-arm64-node: $*" >&2; }

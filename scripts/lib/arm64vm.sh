@@ -10,6 +10,8 @@
 #                           powers off). Each K=V goes on the kernel command line as qnode.K=V and
 #                           reaches JOB as QNODE_K. The serial console goes to $VM_DIR/console.log.
 #                           qemu is killed after VM_TIMEOUT seconds (default 600) whatever happens.
+#                           The cpio archives in the array VM_EXTRA_CPIO are appended too (before JOB),
+#                           e.g. the image's kube.cpio.
 #   vm_wait REGEX [SECS]    wait for a console line "QNODE ..." matching REGEX (extended); print it.
 #                           Fails if the machine stops or SECS (default 300) pass first.
 #   vm_send PORT TEXT       connect to VM_IP:PORT from the namespace (retrying until the machine
@@ -48,7 +50,7 @@ vm_start() {
   jobdir=$VM_DIR/jobroot
   rm -rf "$jobdir" && mkdir -p "$jobdir" && install -m 0755 "$job" "$jobdir/job" || return 1
   # the kernel unpacks concatenated cpio archives one after the other
-  { cat "$image/initrd.cpio" && (cd "$jobdir" && echo job | cpio --quiet -o -H newc -R 0:0); } \
+  { cat "$image/initrd.cpio" ${VM_EXTRA_CPIO[@]+"${VM_EXTRA_CPIO[@]}"} && (cd "$jobdir" && echo job | cpio --quiet -o -H newc -R 0:0); } \
     >"$VM_DIR/initrd.cpio" || return 1
   append="console=ttyAMA0 panic=-1 quiet qnode.ip=$VM_IP/24 qnode.gw=$VM_HOST_IP"
   for kv in "$@"; do append+=" qnode.$kv"; done
