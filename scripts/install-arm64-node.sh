@@ -70,10 +70,12 @@ if [[ $(head -1 "$resolved" 2>/dev/null) == "$stamp" ]]; then
   while read -r name v; do VER[$name]=$v; done < <(tail -n +2 "$resolved")
   KPKG=$(sed -n 's/^KPKG //p' "$resolved")
 else
+  declare -A CAND=()
+  while read -r name v; do CAND[$name]=$v; done < <(debs_versions "$SUITE" arm64 $(printf '%s\n' "${PKGS[@]}" "${KUBE_PKGS[@]}" | cut -d= -f1))
   for spec in "${PKGS[@]}" "${KUBE_PKGS[@]}"; do
     name=${spec%%=*}
-    v=$(debs_version "$SUITE" arm64 "$name") || true
-    [[ -n $v ]] || die "no $name in $SUITE/arm64"
+    v=${CAND[$name]:-}
+    [[ -n $v && $v != none ]] || die "no $name in $SUITE/arm64"
     # shellcheck disable=SC2053
     [[ $v == ${spec#*=} ]] || die "$name is $v in $SUITE/arm64, pinned to ${spec#*=}: update PKGS"
     VER[$name]=$v
