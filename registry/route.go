@@ -96,7 +96,7 @@ func parseRoute(path string) (route, bool, *apiError) {
 			// some clients write it; the CNCF registry accepts that too.
 			if strings.Contains(rt.ref, "%") {
 				ref, err := url.PathUnescape(rt.ref)
-				if err != nil || ref == "" || strings.Contains(ref, "/") {
+				if err != nil || ref == "" || strings.ContainsFunc(ref, notRefRune) {
 					return route{}, false, nil
 				}
 				rt.ref = ref
@@ -108,6 +108,12 @@ func parseRoute(path string) (route, bool, *apiError) {
 		return rt, true, nil
 	}
 	return route{}, false, nil
+}
+
+// notRefRune reports whether r can stand in no tag or digest, decoded or
+// not: a slash, a control character, or anything beyond printable ASCII.
+func notRefRune(r rune) bool {
+	return r == '/' || r < 0x21 || r > 0x7e
 }
 
 // ValidName reports whether s is a valid repository name.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests need, at pinned versions, and prints their versions.
 # Idempotent and quick when all is present; non-interactive (CI runs it as root with no stdin).
-#   apt:  docker.io (dockerd 20.10, containerd, runc), qemu-user-static, skopeo, curl, jq, ca-certificates
+#   apt:  docker.io (dockerd 20.10, containerd, runc), qemu-user-static, skopeo, curl, jq, ca-certificates,
+#         iproute2 (ip and ss, for the e2e suites)
 #   Go:   crane and the OCI conformance test binary, into $ROOT/.tools/bin
 # The docker CLI 28 at /usr/local/bin/docker stays first in PATH; docker.io's /usr/bin/docker is an older one.
 set -euo pipefail
@@ -12,7 +13,7 @@ CRANE_VERSION=v0.22.1
 CONFORMANCE_MOD=github.com/opencontainers/distribution-spec/conformance
 CONFORMANCE_VERSION=v0.0.0-20260831232431-97274622c111
 # name=upstream-version glob (Debian 12); rebuilds and security updates still match
-APT_PKGS=(docker.io=20.10.24* qemu-user-static=1:7.2* skopeo=1.9.3* curl=7.88* jq=1.6* openssl=3.0* ca-certificates)
+APT_PKGS=(docker.io=20.10.24* qemu-user-static=1:7.2* skopeo=1.9.3* curl=7.88* jq=1.6* openssl=3.0* ca-certificates iproute2)
 
 export DEBIAN_FRONTEND=noninteractive GOBIN=$BIN GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
 mkdir -p "$BIN"
@@ -66,6 +67,7 @@ if [[ ! -x $BIN/conformance.test ]]; then
   rm -rf "$tmp" "$tmp.log"
 fi
 
+"$ROOT/scripts/install-nodes.sh" # arm64 containerd/ctr/skopeo and qemu-user 10.x for e2e-nodes.sh, unpacked privately
 # --- the arm64 machine of e2e-arm64vm.sh: qemu-system-aarch64 and a node image from Debian's arm64 packages
 "$ROOT/scripts/install-arm64-node.sh"
 
