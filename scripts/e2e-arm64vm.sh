@@ -181,9 +181,12 @@ for f in "${FORMATS[@]}"; do
 done
 
 done_line=$(vm_wait 'job exit' 120) || done_line="(none)"
-vm_stop 60
+vm_stop 60 2>"$Q_TMP/vm-stop.err"
+off=$(tr -d '\r' <"$VM_DIR/console.log" | grep -a -o 'reboot: Power down' | head -1)
+[[ -s $Q_TMP/vm-stop.err ]] && off="killed: $(cat "$Q_TMP/vm-stop.err")"
 echo "node: $done_line; machine ran $(($(date +%s) - VM_START)) s"
-check "the node's job ended and the machine powered itself off: $done_line" grep -q 'job exit=0' <<<"$done_line"
+check "the node's job ended and the machine powered itself off: $done_line; ${off:-no power-down line}" \
+  test -n "$(grep 'job exit=0' <<<"$done_line")" -a "$off" = "reboot: Power down"
 
 # teardown, then look for anything left
 mapfile -t pids < <(printf '%s\n' "${Q_PID[@]}" "$(cat "$Q_TMP/docker/dockerd.ours" 2>/dev/null)")
