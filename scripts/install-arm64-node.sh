@@ -71,7 +71,8 @@ if [[ $(head -1 "$resolved" 2>/dev/null) == "$stamp" ]]; then
   KPKG=$(sed -n 's/^KPKG //p' "$resolved")
 else
   declare -A CAND=()
-  while read -r name v; do CAND[$name]=$v; done < <(debs_versions "$SUITE" arm64 $(printf '%s\n' "${PKGS[@]}" "${KUBE_PKGS[@]}" | cut -d= -f1))
+  mapfile -t names < <(printf '%s\n' "${PKGS[@]}" "${KUBE_PKGS[@]}" | cut -d= -f1)
+  while read -r name v; do CAND[$name]=$v; done < <(debs_versions "$SUITE" arm64 "${names[@]}")
   for spec in "${PKGS[@]}" "${KUBE_PKGS[@]}"; do
     name=${spec%%=*}
     v=${CAND[$name]:-}
