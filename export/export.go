@@ -58,7 +58,8 @@ type File struct {
 
 // Layout returns the files of the OCI image layout, sorted by path: the
 // oci-layout marker, index.json, manifest.json and every blob under
-// blobs/<algorithm>/<encoded>.
+// blobs/<algorithm>/<encoded>. index.json names the list, then every
+// artifact (SBOM) that refers to one of the images.
 func Layout(c *index.Content, opts Options) ([]File, error) {
 	if c == nil || len(c.Images) == 0 {
 		return nil, errors.New("export: no image to export")
@@ -85,6 +86,12 @@ func Layout(c *index.Content, opts Options) ([]File, error) {
 	for _, l := range c.Layers {
 		add(l)
 	}
+	for _, a := range c.Artifacts {
+		add(a.Manifest)
+		for _, b := range a.Blobs {
+			add(b)
+		}
+	}
 
 	marker, err := json.Marshal(struct {
 		Version string `json:"imageLayoutVersion"`
@@ -96,7 +103,13 @@ func Layout(c *index.Content, opts Options) ([]File, error) {
 
 	ref := c.List.Descriptor
 	ref.Annotations = map[string]string{ImageNameAnnotation: FullName(opts.Name) + ":" + opts.Tag, RefNameAnnotation: opts.Tag}
-	idx, err := json.Marshal(index.List{SchemaVersion: 2, MediaType: index.OCI.MediaTypes().List, Manifests: []index.Descriptor{ref}})
+	manifests := []index.Descriptor{ref}
+	for _, a := range c.Artifacts {
+		// The referrers (SBOMs) are named by nothing but their subject:
+		// layout readers such as oras find them through it.
+		manifests = append(manifests, a.Descriptor())
+	}
+	idx, err := json.Marshal(index.List{SchemaVersion: 2, MediaType: index.OCI.MediaTypes().List, Manifests: manifests})
 	if err != nil {
 		return nil, err
 	}

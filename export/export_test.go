@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/quinistry/quinistry/export"
 	"github.com/quinistry/quinistry/index"
 	"github.com/quinistry/quinistry/internal/testbin"
+	"github.com/quinistry/quinistry/sbom"
 )
 
 var (
@@ -208,5 +210,34 @@ func TestNames(t *testing.T) {
 	for _, tt := range tests {
 		assert.Equal(t, tt.full, export.FullName(tt.in), tt.in)
 		assert.Equal(t, tt.familiar, export.FamiliarName(tt.in), tt.in)
+	}
+}
+
+func TestLayoutHoldsTheSBOMs(t *testing.T) {
+	c := content(t, index.OCI)
+	var bins []crossbuild.Binary
+	for _, img := range c.Images {
+		bins = append(bins, crossbuild.Binary{Platform: img.Platform, Info: &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "example.com/q"}}})
+	}
+	require.NoError(t, sbom.Attach(c, bins))
+	dir := t.TempDir()
+	require.NoError(t, export.WriteDir(dir, c, export.Options{Name: "quinistry", Tag: "latest"}))
+
+	data, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	require.NoError(t, err)
+	var idx index.List
+	require.NoError(t, json.Unmarshal(data, &idx))
+	require.Len(t, idx.Manifests, 1+len(c.Images))
+	assert.Equal(t, c.List.Digest, idx.Manifests[0].Digest, "the list comes first")
+	for i, a := range c.Artifacts {
+		d := idx.Manifests[1+i]
+		assert.Equal(t, a.Descriptor(), d)
+		assert.Equal(t, sbom.MediaType, d.ArtifactType)
+		assert.NotContains(t, d.Annotations, export.RefNameAnnotation, "an SBOM is not a tagged image")
+		for _, b := range append([]index.Blob{a.Manifest}, a.Blobs...) {
+			got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(export.BlobPath(b.Digest))))
+			require.NoError(t, err)
+			assert.Equal(t, b.Data, got)
+		}
 	}
 }

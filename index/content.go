@@ -33,12 +33,14 @@ type Image struct {
 }
 
 // Content is everything the registry serves: the list, one image per
-// platform, and the layers every image shares.
+// platform, the layers every image shares, and the artifacts (SBOMs) that
+// refer to the images.
 type Content struct {
-	Format Format
-	List   Blob
-	Images []Image
-	Layers []Blob
+	Format    Format
+	List      Blob
+	Images    []Image
+	Layers    []Blob
+	Artifacts []Artifact
 
 	manifests map[digest.Digest]Blob
 	blobs     map[digest.Digest]Blob
@@ -126,6 +128,10 @@ func (c *Content) Verify() error {
 		all = append(all, img.Manifest, img.Config)
 	}
 	all = append(all, c.Layers...)
+	for _, a := range c.Artifacts {
+		all = append(all, a.Manifest)
+		all = append(all, a.Blobs...)
+	}
 	var g errgroup.Group
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for _, b := range all {

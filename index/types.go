@@ -12,10 +12,12 @@ import (
 
 // Descriptor points at content by media type, digest and size.
 type Descriptor struct {
-	MediaType string         `json:"mediaType"`
-	Digest    digest.Digest  `json:"digest"`
-	Size      int64          `json:"size"`
-	Platform  *PlatformField `json:"platform,omitempty"`
+	MediaType string        `json:"mediaType"`
+	Digest    digest.Digest `json:"digest"`
+	Size      int64         `json:"size"`
+	// ArtifactType is set on the referrers API's entries for artifacts.
+	ArtifactType string         `json:"artifactType,omitempty"`
+	Platform     *PlatformField `json:"platform,omitempty"`
 	// Annotations name an image in an OCI layout's index.json; the
 	// registry's own documents have none.
 	Annotations map[string]string `json:"annotations,omitempty"`
@@ -28,12 +30,18 @@ type PlatformField struct {
 	Variant      string `json:"variant,omitempty"`
 }
 
-// Manifest is a single-image manifest (Docker schema 2 or OCI).
+// Manifest is a single-image manifest (Docker schema 2 or OCI). The
+// artifact fields are set only on artifact manifests (OCI 1.1 referrers),
+// never on an image's own.
 type Manifest struct {
 	SchemaVersion int          `json:"schemaVersion"`
 	MediaType     string       `json:"mediaType"`
+	ArtifactType  string       `json:"artifactType,omitempty"`
 	Config        Descriptor   `json:"config"`
 	Layers        []Descriptor `json:"layers"`
+	Subject       *Descriptor  `json:"subject,omitempty"`
+	// Annotations are sorted by key when encoded.
+	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 // List is a manifest list (Docker) or an image index (OCI).

@@ -2,8 +2,8 @@
 // distribution push protocol: blobs first (skipping those the registry has,
 // mounting from another repository when asked, monolithic uploads with a
 // fallback to chunked ones), then every platform manifest by digest, then
-// the list by tag, last, so that a failed push never leaves a tag pointing
-// at something incomplete. It answers basic and bearer challenges and
+// the artifacts that refer to them (SBOMs), then the list by tag, last, so
+// that a failed push never leaves a tag pointing at something incomplete. It answers basic and bearer challenges and
 // retries what a registry or a network may fail for a moment.
 package push
 
@@ -57,6 +57,9 @@ type Result struct {
 	Uploaded, Mounted, Existing int
 	// Bytes is the size of the blobs uploaded.
 	Bytes int64
+	// ReferrersTags counts the subjects whose artifacts needed the
+	// referrers tag schema (the registry did not answer OCI-Subject).
+	ReferrersTags int
 }
 
 // Push uploads the content to ref and tags its list.
@@ -150,6 +153,14 @@ func (p *pusher) push(ctx context.Context, c *index.Content) (Result, error) {
 			blobs = append(blobs, l)
 		}
 	}
+	for _, a := range c.Artifacts {
+		for _, b := range a.Blobs {
+			if !seen[b.Digest] {
+				seen[b.Digest] = true
+				blobs = append(blobs, b)
+			}
+		}
+	}
 
 	outcomes := make([]outcome, len(blobs))
 	g, gctx := errgroup.WithContext(ctx)
@@ -183,6 +194,9 @@ func (p *pusher) push(ctx context.Context, c *index.Content) (Result, error) {
 		if err := p.manifest(ctx, img.Manifest, img.Manifest.Digest.String(), "the "+img.Platform.String()+" manifest"); err != nil {
 			return Result{}, err
 		}
+	}
+	if res.ReferrersTags, err = p.artifacts(ctx, c); err != nil {
+		return Result{}, err
 	}
 	if err := p.manifest(ctx, c.List, p.ref.Tag, "the manifest list"); err != nil {
 		return Result{}, err
@@ -371,17 +385,23 @@ func (p *pusher) checkCreated(resp *http.Response, d digest.Digest) error {
 
 // manifest puts m under reference (a digest or the tag).
 func (p *pusher) manifest(ctx context.Context, m index.Blob, reference, what string) error {
+	_, err := p.manifestHeader(ctx, m, reference, what)
+	return err
+}
+
+// manifestHeader puts m under reference and returns the answer's header.
+func (p *pusher) manifestHeader(ctx context.Context, m index.Blob, reference, what string) (http.Header, error) {
 	resp, err := p.client.do(ctx, newRequest(http.MethodPut, p.url("manifests/"+reference), m.Data,
 		http.Header{"Content-Type": {m.MediaType}}), p.scopes(), true)
 	if err != nil {
-		return fmt.Errorf("pushing %s: %w", what, err)
+		return nil, fmt.Errorf("pushing %s: %w", what, err)
 	}
 	defer drain(resp)
 	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("registry refused %s (%s): %w", what, m.MediaType, statusError(resp))
+		return nil, fmt.Errorf("registry refused %s (%s): %w", what, m.MediaType, statusError(resp))
 	}
 	if got := resp.Header.Get("Docker-Content-Digest"); got != "" && got != m.Digest.String() {
-		return fmt.Errorf("registry stored %s as %s, not %s", what, got, m.Digest)
+		return nil, fmt.Errorf("registry stored %s as %s, not %s", what, got, m.Digest)
 	}
-	return nil
+	return resp.Header, nil
 }

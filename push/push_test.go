@@ -2,10 +2,13 @@ package push_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -20,6 +24,7 @@ import (
 	"github.com/quinistry/quinistry/index"
 	"github.com/quinistry/quinistry/internal/testbin"
 	"github.com/quinistry/quinistry/push"
+	"github.com/quinistry/quinistry/sbom"
 )
 
 // content packs real cross-built test binaries.
@@ -423,4 +428,81 @@ func TestProgressOnATerminal(t *testing.T) {
 	}
 	assert.Equal(t, blobCount(c), strings.Count(last, "\r\x1b[K"))
 	assert.Equal(t, blobCount(c), strings.Count(last, ": pushed "))
+}
+
+// sbomContent is content with its SBOMs attached.
+func sbomContent(t *testing.T, format index.Format) *index.Content {
+	t.Helper()
+	c := content(t, format)
+	var bins []crossbuild.Binary
+	for _, img := range c.Images {
+		bins = append(bins, crossbuild.Binary{Platform: img.Platform, Info: &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "example.com/q"}}})
+	}
+	require.NoError(t, sbom.Attach(c, bins))
+	require.Len(t, c.Artifacts, len(c.Images))
+	return c
+}
+
+func TestPushSBOMs(t *testing.T) {
+	for _, subjects := range []bool{true, false} {
+		t.Run(fmt.Sprintf("OCI-Subject=%v", subjects), func(t *testing.T) {
+			c := sbomContent(t, index.OCI)
+			reg := newTestRegistry(t)
+			reg.subjects = subjects
+			// An earlier referrer of the first image, from someone else, stays.
+			sig := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/vnd.example.sig"}`)
+			other := index.Descriptor{MediaType: "application/vnd.oci.image.manifest.v1+json", Digest: digest.FromBytes(sig), Size: int64(len(sig)), ArtifactType: "application/vnd.example.sig"}
+			first := c.Images[0].Manifest.Digest
+			old, err := json.Marshal(index.List{SchemaVersion: 2, MediaType: "application/vnd.oci.image.index.v1+json", Manifests: []index.Descriptor{other}})
+			require.NoError(t, err)
+			reg.manifests["team/q"] = map[string][]byte{push.ReferrersTag(first): old, other.Digest.String(): sig}
+			reg.blobs["team/q"] = map[digest.Digest][]byte{}
+
+			res, err := push.Push(context.Background(), c, ref(t, reg, "team/q:v1"), fast())
+			require.NoError(t, err)
+			assertPushed(t, reg, "team/q", "v1", c)
+			assert.Equal(t, blobCount(c)+1+len(c.Images), res.Uploaded, "the empty config once and one document per image")
+			assert.Equal(t, "PUT manifest v1", reg.requests[len(reg.requests)-1], "the tag is pushed last")
+
+			reg.mu.Lock()
+			defer reg.mu.Unlock()
+			lastImage, firstArtifact := -1, len(reg.requests)
+			for i, r := range reg.requests {
+				for _, img := range c.Images {
+					if r == "PUT manifest "+img.Manifest.Digest.String() {
+						lastImage = i
+					}
+				}
+				for _, a := range c.Artifacts {
+					if r == "PUT manifest "+a.Manifest.Digest.String() {
+						firstArtifact = min(firstArtifact, i)
+					}
+				}
+			}
+			assert.Less(t, lastImage, firstArtifact, "artifacts go after the platform manifests")
+			for _, a := range c.Artifacts {
+				assert.Equal(t, a.Manifest.Data, reg.manifests["team/q"][a.Manifest.Digest.String()])
+				for _, b := range a.Blobs {
+					assert.Equal(t, b.Data, reg.blobs["team/q"][b.Digest])
+				}
+				tagged, ok := reg.manifests["team/q"][push.ReferrersTag(a.Subject)]
+				if subjects {
+					assert.Zero(t, res.ReferrersTags)
+					if a.Subject != first {
+						assert.False(t, ok, "no referrers tag when the registry answers OCI-Subject")
+					}
+					continue
+				}
+				assert.Equal(t, len(c.Images), res.ReferrersTags)
+				require.True(t, ok, "referrers tag of %s", a.Subject)
+				var idx index.List
+				require.NoError(t, json.Unmarshal(tagged, &idx))
+				want := []index.Descriptor{a.Descriptor()}
+				if a.Subject == first {
+					want = []index.Descriptor{other, a.Descriptor()}
+				}
+				assert.Equal(t, want, idx.Manifests)
+			}
+		})
+	}
 }

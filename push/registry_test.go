@@ -32,6 +32,7 @@ type testRegistry struct {
 	maxMonolithic int64           // a PUT with a larger body gets 413
 	chunkMin      int64           // sent as OCI-Chunk-Min-Length
 	refuseTypes   map[string]bool // manifest media types answered 400 MANIFEST_INVALID
+	subjects      bool            // answer OCI-Subject to a manifest with a subject (the referrers API)
 
 	// fault, when set, may answer a request itself: it returns true when
 	// it did.
@@ -252,8 +253,24 @@ func (reg *testRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		reg.manifests[name][ref] = data
 		reg.manifests[name][digest.FromBytes(data).String()] = data
+		var doc struct{ Subject *struct{ Digest string } }
+		if json.Unmarshal(data, &doc) == nil && doc.Subject != nil && reg.subjects {
+			w.Header().Set("OCI-Subject", doc.Subject.Digest)
+		}
 		w.Header().Set("Docker-Content-Digest", digest.FromBytes(data).String())
 		w.WriteHeader(http.StatusCreated)
+	case r.Method == http.MethodGet && strings.HasPrefix(rest, "manifests/"):
+		ref := strings.TrimPrefix(rest, "manifests/")
+		reg.requests = append(reg.requests, "GET manifest "+ref)
+		data, ok := reg.manifests[name][ref]
+		if !ok {
+			regError(w, http.StatusNotFound, "MANIFEST_UNKNOWN", "no manifest "+ref)
+			return
+		}
+		var doc struct{ MediaType string }
+		json.Unmarshal(data, &doc)
+		w.Header().Set("Content-Type", doc.MediaType)
+		w.Write(data)
 	default:
 		regError(w, http.StatusMethodNotAllowed, "UNSUPPORTED", r.Method+" "+rest)
 	}

@@ -67,22 +67,9 @@ func writeFakeBinary(tb testing.TB, dir string, p crossbuild.Platform, seed uint
 func buildContent(tb testing.TB, f index.Format) *index.Content {
 	tb.Helper()
 	dir := tb.TempDir()
-	info := func(arch string) *debug.BuildInfo {
-		return &debug.BuildInfo{
-			GoVersion: "go1.26.8",
-			Path:      "github.com/quinistry/quinistry/cmd/quinistry",
-			Main:      debug.Module{Path: "github.com/quinistry/quinistry", Version: "v1.2.3"},
-			Settings: []debug.BuildSetting{
-				{Key: "GOOS", Value: "linux"},
-				{Key: "GOARCH", Value: arch},
-				{Key: "vcs.revision", Value: "0123456789abcdef0123456789abcdef01234567"},
-				{Key: "vcs.time", Value: "2026-11-27T12:00:00Z"},
-			},
-		}
-	}
 	bins := []crossbuild.Binary{
-		{Platform: arm64, Path: writeFakeBinary(tb, dir, arm64, 64, 48<<10), Info: info("arm64")},
-		{Platform: amd64, Path: writeFakeBinary(tb, dir, amd64, 86, 40<<10), Info: info("amd64")},
+		{Platform: arm64, Path: writeFakeBinary(tb, dir, arm64, 64, 48<<10), Info: fakeInfo(arm64)},
+		{Platform: amd64, Path: writeFakeBinary(tb, dir, amd64, 86, 40<<10), Info: fakeInfo(amd64)},
 	}
 	c, err := index.Build(tb.Context(), bins, index.Options{Format: f})
 	require.NoError(tb, err)
@@ -90,6 +77,21 @@ func buildContent(tb testing.TB, f index.Format) *index.Content {
 	require.Len(tb, c.Images, 2)
 	require.Len(tb, c.Layers, 2)
 	return c
+}
+
+// fakeInfo is the build information the fake binaries claim.
+func fakeInfo(p crossbuild.Platform) *debug.BuildInfo {
+	return &debug.BuildInfo{
+		GoVersion: "go1.26.8",
+		Path:      "github.com/quinistry/quinistry/cmd/quinistry",
+		Main:      debug.Module{Path: "github.com/quinistry/quinistry", Version: "v1.2.3"},
+		Settings: []debug.BuildSetting{
+			{Key: "GOOS", Value: "linux"},
+			{Key: "GOARCH", Value: p.Arch},
+			{Key: "vcs.revision", Value: "0123456789abcdef0123456789abcdef01234567"},
+			{Key: "vcs.time", Value: "2026-11-27T12:00:00Z"},
+		},
+	}
 }
 
 // newTestRegistry builds content in format f and a registry serving it.

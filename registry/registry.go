@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -31,6 +32,9 @@ type Registry struct {
 	streams      chan struct{}
 	stallTimeout time.Duration
 	metrics      metrics
+	// homeOnce reads the page's data from the content on first use.
+	homeOnce sync.Once
+	homeData *homeData
 }
 
 // New returns a registry serving c as repository name under tags.
@@ -85,6 +89,11 @@ func (reg *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (reg *Registry) serve(w *recorder, r *http.Request) {
+	if r.URL.Path == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead) && acceptsHTML(r.Header.Values("Accept")) {
+		w.route = "home"
+		reg.serveHome(w, r)
+		return
+	}
 	rt, ok, err := parseRoute(r.URL.EscapedPath())
 	if !ok {
 		w.route = "unknown"
@@ -341,18 +350,22 @@ func blobReader(b index.Blob, start, end int64) (src io.Reader, done func()) {
 	return bytes.NewReader(b.Data[start:end]), func() {}
 }
 
-// serveReferrers answers the referrers API: nothing refers to quinistry's
-// images, so every subject gets an empty index.
+// serveReferrers answers the referrers API: an OCI index of the artifacts
+// (SBOMs) whose subject is the digest, with their artifactType and
+// annotations, filtered by ?artifactType= when given. A subject with no
+// referrers, known or not, gets an empty index.
 func (reg *Registry) serveReferrers(w http.ResponseWriter, r *http.Request, ref string) {
-	if _, err := parseDigest(ref); err != nil {
+	d, err := parseDigest(ref)
+	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	if r.URL.Query().Has("artifactType") {
+	q := r.URL.Query()
+	if q.Has("artifactType") {
 		w.Header().Set("OCI-Filters-Applied", "artifactType")
 	}
 	writeJSON(w, r, index.OCI.MediaTypes().List, index.List{
-		SchemaVersion: 2, MediaType: index.OCI.MediaTypes().List, Manifests: []index.Descriptor{},
+		SchemaVersion: 2, MediaType: index.OCI.MediaTypes().List, Manifests: reg.content.Referrers(d, q.Get("artifactType")),
 	})
 }
 

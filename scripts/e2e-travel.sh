@@ -120,13 +120,14 @@ reg_start open
 OPEN=$REG
 check "open: push succeeds" qpush --insecure "$OPEN/team/quinistry:v1"
 check "open: push prints the served list digest" [ "$PUSHED" == "$WANT" ]
-check "open: first push uploads every blob" uploaded 4
+# 4 image blobs (2 configs, 2 layers) and the SBOMs' 3 (the empty config, one document per platform)
+check "open: first push uploads every blob, the SBOMs' included" uploaded 7
 check "open: crane sees the same list, manifests and blobs" same_content "$OPEN/team/quinistry:v1"
 check "open: skopeo sees the same list digest" [ "$(skopeo_digest "$OPEN/team/quinistry:v1")" == "$WANT" ]
 check "open: second push succeeds" qpush --insecure "$OPEN/team/quinistry:v1"
 check "open: second push uploads no blob" uploaded 0
 check "open: push with --mount-from" qpush --insecure --mount-from team/quinistry "$OPEN/other/quinistry:v1"
-check "open: --mount-from mounts every blob" grep -q ": 0 blobs uploaded (0 bytes), 4 mounted" "$Q_TMP/push.err"
+check "open: --mount-from mounts every blob" grep -q ": 0 blobs uploaded (0 bytes), 7 mounted" "$Q_TMP/push.err"
 q_start origin-oci "$Q" --addr 127.0.0.1:0 --format oci
 WANT_OCI=$(q_list_digest "${Q_ADDR[origin-oci]}")
 check "quinistry --format oci serves another list ($WANT_OCI)" [ -n "$WANT_OCI" -a "$WANT_OCI" != "$WANT" ]

@@ -133,7 +133,12 @@ func TestExport(t *testing.T) {
 	require.NoError(t, json.Unmarshal(files["index.json"], &idx))
 	assert.Equal(t, 2, idx.SchemaVersion)
 	assert.Equal(t, "application/vnd.oci.image.index.v1+json", idx.MediaType)
-	require.Len(t, idx.Manifests, 1)
+	require.Len(t, idx.Manifests, 2, "the list, then the one image's SBOM")
+	sbomRef := idx.Manifests[1]
+	assert.Equal(t, "application/vnd.oci.image.manifest.v1+json", sbomRef.MediaType)
+	assert.Equal(t, runtime.GOOS+"/"+runtime.GOARCH, sbomRef.Annotations["io.github.quinistry.sbom.platform"])
+	assert.NotContains(t, sbomRef.Annotations, "org.opencontainers.image.ref.name", "the SBOM is not a tagged image")
+	blob(sbomRef.Digest)
 	ref := idx.Manifests[0]
 	assert.Equal(t, listDigest, ref.Digest)
 	assert.Equal(t, map[string]string{"io.containerd.image.name": "docker.io/library/quinistry:latest", "org.opencontainers.image.ref.name": "latest"}, ref.Annotations)
@@ -171,7 +176,7 @@ func TestExport(t *testing.T) {
 	assert.Equal(t, "blobs/sha256/"+strings.TrimPrefix(image.Config.Digest, "sha256:"), legacy[0].Config)
 	assert.Equal(t, []string{"quinistry:latest"}, legacy[0].RepoTags)
 	assert.Equal(t, wantLayers, legacy[0].Layers)
-	assert.Equal(t, 3+len(image.Layers), blobs, "the list, the manifest, the config and the layers, no more")
+	assert.Equal(t, 3+len(image.Layers)+3, blobs, "the list, the manifest, the config and the layers, and the SBOM's manifest, empty config and document, no more")
 
 	// --tar - writes the same bytes to standard output, and no digest.
 	var out bytes.Buffer

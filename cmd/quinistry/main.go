@@ -53,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runPush(ctx, args[1:], os.Stdin, stdout, stderr)
 		case "export":
 			return runExport(ctx, args[1:], stdout, stderr)
+		case "sbom":
+			return runSBOM(ctx, args[1:], stdout, stderr)
 		case "serve":
 			args = args[1:]
 		}

@@ -135,8 +135,8 @@ func runPush(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if err != nil {
 		return fmt.Errorf("push %s: %w", cfg.Ref, err)
 	}
-	fmt.Fprintf(stderr, "pushed %s: %d blobs uploaded (%d bytes), %d mounted, %d already there; %d manifests and the list %s\n",
-		cfg.Ref, res.Uploaded, res.Bytes, res.Mounted, res.Existing, len(content.Images), res.Digest)
+	fmt.Fprintf(stderr, "pushed %s: %d blobs uploaded (%d bytes), %d mounted, %d already there; %d manifests, %d SBOM referrers (%d through the referrers tag schema) and the list %s\n",
+		cfg.Ref, res.Uploaded, res.Bytes, res.Mounted, res.Existing, len(content.Images), len(content.Artifacts), res.ReferrersTags, res.Digest)
 	fmt.Fprintln(stdout, res.Digest)
 	return nil
 }

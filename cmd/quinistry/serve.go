@@ -21,6 +21,7 @@ import (
 	"github.com/quinistry/quinistry/crossbuild"
 	"github.com/quinistry/quinistry/index"
 	"github.com/quinistry/quinistry/registry"
+	"github.com/quinistry/quinistry/sbom"
 )
 
 // serve listens, packs the image, and serves it until ctx ends. It listens
@@ -238,7 +239,15 @@ func pack(ctx context.Context, cfg packConfig, log *slog.Logger) (*index.Content
 	if err != nil {
 		return nil, err
 	}
-	return index.Build(ctx, bins, cfg.options())
+	c, err := index.Build(ctx, bins, cfg.options())
+	if err != nil {
+		return nil, err
+	}
+	if err := sbom.Attach(c, bins); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // newLogger returns a text or JSON logger on w.

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs what scripts/e2e-sbom.sh needs, at pinned versions, into $ROOT/.tools/bin, and prints their
+# versions. Idempotent: quick when everything is present.
+#   Go module proxy: syft (SBOM scanner), oras and regctl (OCI artifact clients)
+#   apt: chromium (headless, for the HTML page), under the shared apt lock
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=$ROOT/.tools/bin
+SYFT_VERSION=v1.57.1
+ORAS_VERSION=v1.3.6
+REGCTL_VERSION=v0.11.7
+# name=upstream-version glob (Debian 12); security rebuilds still match
+APT_PKGS=(chromium=156.* fonts-dejavu-core=2.37*)
+
+export DEBIAN_FRONTEND=noninteractive GOBIN=$BIN GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
+mkdir -p "$BIN"
+
+# go_tool NAME VERSION MODULE/PATH: go install MODULE/PATH@VERSION unless NAME at VERSION is there.
+# go version -m reads the version the binary was built from, whatever its CLI prints.
+go_tool() {
+  local name=$1 version=$2 pkg=$3
+  if [[ -x $BIN/$name ]] && go version -m "$BIN/$name" | awk '$1=="mod"{print $3}' | grep -qx "$version"; then
+    return
+  fi
+  echo "install-sbom: go install $pkg@$version"
+  go install "$pkg@$version" 2>&1 | grep -v '^go: downloading' >&2 || true
+  go version -m "$BIN/$name" 2>/dev/null | awk '$1=="mod"{print $3}' | grep -qx "$version" ||
+    { echo "install-sbom: $name $version install failed" >&2; exit 1; }
+}
+go_tool syft "$SYFT_VERSION" github.com/anchore/syft/cmd/syft
+go_tool oras "$ORAS_VERSION" oras.land/oras/cmd/oras
+go_tool regctl "$REGCTL_VERSION" github.com/regclient/regclient/cmd/regctl
+
+# --- chromium from Debian, without starting any service
+missing=()
+for spec in "${APT_PKGS[@]}"; do
+  have=$(dpkg-query -W -f='${db:Status-Abbrev}${Version}' "${spec%%=*}" 2>/dev/null || true)
+  # shellcheck disable=SC2053  # the version part is a glob on purpose
+  [[ $have == ii* && ${have#ii } == ${spec#*=} ]] || missing+=("$spec")
+done
+if ((${#missing[@]})); then
+  echo "install-sbom: apt-get install ${missing[*]}"
+  policy=/usr/sbin/policy-rc.d
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
+  flock /var/lock/quinistry-apt.lock apt-get update -qq
+  flock /var/lock/quinistry-apt.lock apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# syft built by go install prints no version of its own: go version -m reads the module's
+echo "syft:        $(go version -m "$BIN/syft" | awk '$1=="mod"{print $3}')"
+echo "oras:        $("$BIN/oras" version 2>/dev/null | awk '/^Version:/{print $2}') ($ORAS_VERSION)"
+echo "regctl:      $("$BIN/regctl" version --format '{{.VCSTag}}' 2>/dev/null) ($REGCTL_VERSION)"
+echo "chromium:    $(chromium --version 2>/dev/null)"
