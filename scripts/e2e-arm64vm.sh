@@ -16,6 +16,8 @@
 # The machine powers itself off at the end; the suite then checks that no qemu, namespace, tap,
 # process or mount of its own is left. Needs root and scripts/install-arm64-node.sh (install-tools.sh).
 # E2E_KEEP_TMP=1 keeps the temporary directory (console log, access logs) for a post-mortem.
+# E2E_ARM64_KUBELET=1 adds a first step towards a Kubernetes node: the arm64 kubelet, standalone, on
+# the node's CRI (see scripts/arm64-node/kubelet.job); the node does not join a cluster yet.
 set -euo pipefail
 START=$(date +%s)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -193,6 +195,33 @@ off=$(tr -d '\r' <"$VM_DIR/console.log" | grep -a -o 'reboot: Power down' | head
 echo "node: $done_line; machine ran $(($(date +%s) - VM_START)) s"
 check "the node's job ended and the machine powered itself off: $done_line; ${off:-no power-down line}" \
   test -n "$(grep 'job exit=0' <<<"$done_line")" -a "$off" = "reboot: Power down"
+
+# A first step towards the node joining Kubernetes (E2E_ARM64_KUBELET=1, with the arm64 kubelet that
+# scripts/install-kubernetes.sh cross-builds): boot the node again with the image's Kubernetes layer
+# and the kubelet, and run the kubelet standalone against containerd's CRI.
+KUBELET_ARM64=$ROOT/.tools/kubernetes/${KUBE_VERSION:-v1.34.4}/arm64/kubelet
+if [[ -n ${E2E_ARM64_KUBELET:-} ]]; then
+  if [[ -x $KUBELET_ARM64 ]]; then
+    kstart=$(date +%s)
+    mkdir -p "$Q_TMP/kubelet-root/usr/bin"
+    cp "$KUBELET_ARM64" "$Q_TMP/kubelet-root/usr/bin/kubelet"
+    (cd "$Q_TMP/kubelet-root" && find . -mindepth 1 | cpio --quiet -o -H newc -R 0:0) >"$Q_TMP/kubelet.cpio"
+    VM_EXTRA_CPIO=("$IMAGE/kube.cpio" "$Q_TMP/kubelet.cpio")
+    vm_start "$IMAGE" scripts/arm64-node/kubelet.job
+    kv=$(vm_wait 'kubelet version' 300) || kv="(none)"
+    check "the node runs the arm64 kubelet: $kv" grep -q "version=${KUBE_VERSION:-v1.34.4} " <<<"$kv"
+    kh=$(vm_wait 'kubelet healthz' 300) || kh="(none)"
+    check "the arm64 kubelet, standalone, is healthy on containerd's CRI: $kh" \
+      grep -q 'healthz=ok runtime=containerd-1.6.20.* started=yes' <<<"$kh"
+    kdone=$(vm_wait 'job exit' 120) || kdone="(none)"
+    vm_stop 60 2>"$Q_TMP/vm-stop.err"
+    check "the kubelet node's job ended and the machine powered itself off: $kdone" \
+      test -n "$(grep 'job exit=0' <<<"$kdone")" -a ! -s "$Q_TMP/vm-stop.err"
+    echo "kubelet step: $(($(date +%s) - kstart)) s"
+  else
+    echo "e2e-arm64vm: E2E_ARM64_KUBELET is set but there is no $KUBELET_ARM64: skipped"
+  fi
+fi
 
 # teardown, then look for anything left
 mapfile -t pids < <(printf '%s\n' "${Q_PID[@]}" "$(cat "$Q_TMP/docker/dockerd.ours" 2>/dev/null)")
