@@ -10,6 +10,9 @@
 #       skipped. Prints one line per package unpacked: "NAME VERSION ARCH".
 #   debs_version SUITE ARCH PKG
 #       the candidate version of PKG in SUITE for ARCH.
+#   debs_versions SUITE ARCH PKG...
+#       "PKG VERSION" for each PKG, from one apt-cache run (each run reads the whole package list);
+#       a package SUITE does not have gets the version "none".
 # The lists are refreshed when older than a day.
 
 DEBS_MIRROR=${DEBS_MIRROR:-http://deb.debian.org/debian}
@@ -48,6 +51,14 @@ _debs_update() {
 debs_version() {
   _debs_update "$1" "$2" || return 1
   _debs_apt apt-cache "$1" "$2" policy "$3" 2>/dev/null | awk '/Candidate:/ {print $2; exit}'
+}
+
+debs_versions() {
+  local suite=$1 arch=$2
+  shift 2
+  _debs_update "$suite" "$arch" || return 1
+  _debs_apt apt-cache "$suite" "$arch" policy "$@" 2>/dev/null |
+    awk '/^[^ ].*:$/ {p = substr($0, 1, length($0) - 1); sub(/:[a-z0-9]+$/, "", p)} /^  Candidate:/ {print p, ($2 == "(none)" ? "none" : $2)}'
 }
 
 debs_fetch() {

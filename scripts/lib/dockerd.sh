@@ -9,7 +9,9 @@
 # Tuning: DOCKERD_STORAGE_DRIVER (default vfs, works on any backing fs; overlay2 works here too, no faster
 # for small images), DOCKERD_TIMEOUT (seconds to wait for the daemon, default 30), DOCKERD_BRIDGE (a
 # bridge the caller made and addressed: containers get their own network on it and -p publishes ports
-# through docker-proxy; default none, host networking only).
+# through docker-proxy; default none, host networking only), the arrays DOCKERD_WRAP (a command dockerd
+# is started under, e.g. (nsenter --net=/run/netns/NAME) to put it in a network namespace) and
+# DOCKERD_ARGS (more dockerd flags, e.g. (--insecure-registry 10.1.2.3:8080)).
 
 DOCKER=/usr/local/bin/docker
 [[ -x $DOCKER ]] || DOCKER=docker
@@ -18,9 +20,10 @@ export DOCKER
 dockerd_start() {
   local dir=${1:?usage: dockerd_start DIR} pid i
   mkdir -p "$dir" && dir=$(cd "$dir" && pwd) || return 1
-  dockerd --storage-driver="${DOCKERD_STORAGE_DRIVER:-vfs}" --iptables=false --ip6tables=false --ip-masq=false \
-    --bridge="${DOCKERD_BRIDGE:-none}" --host="unix://$dir/docker.sock" --data-root="$dir/data" --exec-root="$dir/exec" \
-    --pidfile="$dir/dockerd.pid" >"$dir/dockerd.log" 2>&1 </dev/null &
+  ${DOCKERD_WRAP[@]+"${DOCKERD_WRAP[@]}"} dockerd --storage-driver="${DOCKERD_STORAGE_DRIVER:-vfs}" \
+    --iptables=false --ip6tables=false --ip-masq=false --bridge="${DOCKERD_BRIDGE:-none}" \
+    --host="unix://$dir/docker.sock" --data-root="$dir/data" --exec-root="$dir/exec" \
+    --pidfile="$dir/dockerd.pid" ${DOCKERD_ARGS[@]+"${DOCKERD_ARGS[@]}"} >"$dir/dockerd.log" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$dir/dockerd.ours"
   export DOCKER_HOST=unix://$dir/docker.sock
