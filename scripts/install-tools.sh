@@ -3,6 +3,7 @@
 # Idempotent and quick when all is present; non-interactive (CI runs it as root with no stdin).
 #   apt:  docker.io (dockerd 20.10, containerd, runc), qemu-user-static, skopeo, curl, jq, ca-certificates
 #   Go:   crane and the OCI conformance test binary, into $ROOT/.tools/bin
+#   scripts/install-kubernetes.sh: Kubernetes v1.34.4, etcd, CNI plugins (for e2e-kubernetes.sh)
 # The docker CLI 28 at /usr/local/bin/docker stays first in PATH; docker.io's /usr/bin/docker is an older one.
 set -euo pipefail
 
@@ -65,6 +66,9 @@ if [[ ! -x $BIN/conformance.test ]]; then
   fi
   rm -rf "$tmp" "$tmp.log"
 fi
+
+# --- Kubernetes v1.34.4 (built from the module proxy, this machine's arch), etcd and CNI plugins
+"$ROOT/scripts/install-kubernetes.sh"
 
 # --- versions (docker resolves to /usr/local/bin/docker, the CLI 28, when present)
 DOCKER=/usr/local/bin/docker; [[ -x $DOCKER ]] || DOCKER=docker
