@@ -143,6 +143,7 @@ check "registry: hostPort 5001 (child) serves $D5001" [ "$D5001" == "$WANT" ]
 
 # --- the manifests earn their keep: read what the kernel says about the parent's process
 PID=$(task_pid node1 "$PARENT")
+[[ -n $PID ]] || fatal "no containerd task for parent pod $PARENT"
 STATUS=$(cat "/proc/$PID/status" 2>/dev/null || true)
 field() { awk -v k="$1:" '$1 == k {$1 = ""; print substr($0, 2)}' <<<"$STATUS"; }
 check "security: parent process $PID runs as uid $(field Uid | tr '\t' ' ')" [ "$(field Uid | tr -s '\t ' ' ')" == "65532 65532 65532 65532" ]
@@ -151,9 +152,9 @@ CAPS="$(field CapInh) $(field CapPrm) $(field CapEff) $(field CapBnd) $(field Ca
 check "security: no capabilities (inh prm eff bnd amb: $CAPS)" [ "$CAPS" == "$(printf '0000000000000000 %.0s' 1 2 3 4)0000000000000000" ]
 check "security: NoNewPrivs $(field NoNewPrivs)" [ "$(field NoNewPrivs)" == 1 ]
 check "security: Seccomp $(field Seccomp) (2: a filter)" [ "$(field Seccomp)" == 2 ]
-ROOTOPTS=$(awk '$5 == "/" {print $6}' "/proc/$PID/mountinfo" 2>/dev/null)
+ROOTOPTS=$(awk '$5 == "/" {print $6}' "/proc/$PID/mountinfo" 2>/dev/null || true)
 check "security: the root file system is mounted $ROOTOPTS" grep -qE '(^|,)ro(,|$)' <<<"$ROOTOPTS"
-CMDLINE=$(tr '\0' ' ' <"/proc/$PID/cmdline")
+CMDLINE=$(tr '\0' ' ' <"/proc/$PID/cmdline" || true)
 GRACE=$(pod_field "$PARENT" .spec.terminationGracePeriodSeconds)
 check "shutdown: the process runs '$CMDLINE' in a pod with terminationGracePeriodSeconds $GRACE" \
   bash -c "[[ '$CMDLINE' == *'--shutdown-timeout 25s'* && '$GRACE' == 30 ]]"
@@ -176,7 +177,7 @@ check "no registry: the first bootstrap's pods are gone" wait_gone parent child
 kill "$REG_PID" && wait "$REG_PID" 2>/dev/null || true
 REG_PID=
 node_ctr node1 images rm "$REF:v1" localhost:5000/quinistry:latest >/dev/null
-"$Q" export --tar "$Q_TMP/q.tar"
+"$Q" export --tar "$Q_TMP/q.tar" 2>"$Q_TMP/export.log" || fatal "quinistry export: $(cat "$Q_TMP/export.log")"
 IMPORTED=$(node_ctr node1 images import "$Q_TMP/q.tar" 2>&1 | xargs)
 check "no registry: ctr images import of quinistry export --tar: $IMPORTED" grep -q 'docker.io/library/quinistry:latest' <<<"$IMPORTED"
 overlay docker.io/library/quinistry latest
@@ -233,7 +234,7 @@ check "oci: the child serves $D5001, the same OCI index" [ "$D5001" == "$WANT_OC
 
 # --- life: 64 concurrent full pulls through the hostPort, under the manifests' limits
 cat >"$Q_TMP/pull.sh" <<'EOF'
-# pull.sh ADDR LIST_DIGEST: one full pull (list, every manifest, config and layer), every digest checked
+# pull.sh ADDR LIST_DIGEST: one full pull (the list, every manifest, every config and layer once), every digest checked
 set -euo pipefail
 a=$1 want=$2 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
@@ -245,11 +246,13 @@ for m in $(jq -r '.manifests[].digest' "$dir/list"); do
   curl -fsS -H "Accept: $(jq -r --arg d "$m" '.manifests[] | select(.digest == $d) | .mediaType' "$dir/list")" \
     -o "$dir/m" "http://$a/v2/quinistry/manifests/$m"
   [[ $(sha "$dir/m") == "$m" ]] || { echo "manifest $m"; exit 1; }
-  for b in $(jq -r '.config.digest, .layers[].digest' "$dir/m"); do
-    curl -fsS -o "$dir/b" "http://$a/v2/quinistry/blobs/$b"
-    [[ $(sha "$dir/b") == "$b" ]] || { echo "blob $b"; exit 1; }
-    stat -c %s "$dir/b" >>"$dir/bytes"
-  done
+  jq -r '.config.digest, .layers[].digest' "$dir/m" >>"$dir/blobs"
+done
+# every blob once, as a client that keeps what it has fetched
+for b in $(sort -u "$dir/blobs"); do
+  curl -fsS -o "$dir/b" "http://$a/v2/quinistry/blobs/$b"
+  [[ $(sha "$dir/b") == "$b" ]] || { echo "blob $b"; exit 1; }
+  stat -c %s "$dir/b" >>"$dir/bytes"
 done
 awk '{s += $1} END {print "ok", s}' "$dir/bytes"
 EOF
@@ -266,17 +269,20 @@ read -r OK BYTES < <(in_ns bash "$Q_TMP/pulls.sh" 64)
 T=$(since "$t0")
 check "load: 64 concurrent full pulls through hostPort 5000: $OK verified every digest, $((BYTES / 1048576)) MiB in ${T}s" [ "$OK" == 64 ]
 PID=$(task_pid node1 "$PARENT")
+[[ -n $PID ]] || fatal "no containerd task for parent pod $PARENT"
 MEMCG=/sys/fs/cgroup/memory$(awk -F: '$2 == "memory" {print $3}' "/proc/$PID/cgroup")
 CPUCG=/sys/fs/cgroup/cpu$(awk -F: '$2 ~ /(^|,)cpu(,|$)/ {print $3}' "/proc/$PID/cgroup")
-LIMIT=$(cat "$MEMCG/memory.limit_in_bytes")
-QUOTA="$(cat "$CPUCG/cpu.cfs_quota_us")/$(cat "$CPUCG/cpu.cfs_period_us")"
+LIMIT=$(cat "$MEMCG/memory.limit_in_bytes" || true)
+QUOTA="$(cat "$CPUCG/cpu.cfs_quota_us" || true)/$(cat "$CPUCG/cpu.cfs_period_us" || true)"
 check "load: the parent ran under memory limit $LIMIT bytes and CPU quota $QUOTA µs" [ "$LIMIT" == 268435456 -a "$QUOTA" == 50000/100000 ]
-OOM=$(awk '$1 == "oom_kill" {print $2}' "$MEMCG/memory.oom_control")
-check "load: parent $PARENT restartCount $(pod_field "$PARENT" '.status.containerStatuses[0].restartCount'), oom_kill ${OOM:-?}, peak memory $(($(cat "$MEMCG/memory.max_usage_in_bytes") / 1048576)) MiB" \
+OOM=$(awk '$1 == "oom_kill" {print $2}' "$MEMCG/memory.oom_control" || true)
+PEAK=$(($(cat "$MEMCG/memory.max_usage_in_bytes" || echo 0) / 1048576))
+check "load: parent $PARENT restartCount $(pod_field "$PARENT" '.status.containerStatuses[0].restartCount'), oom_kill ${OOM:-?}, peak memory $PEAK MiB" \
   [ "$(pod_field "$PARENT" '.status.containerStatuses[0].restartCount')" == 0 -a "${OOM:-x}" == 0 ]
 
 # --- two nodes: node2 in a namespace of its own, with its own containerd, bridge and cgroup root
-ADDR2=$(node_netns node2 2) || fatal "node2's namespace"
+node_netns node2 2 || fatal "node2's namespace"
+ADDR2=$NODE_ADDR
 node_containerd_up node2 2 "${CLUSTER_NODE_NS[node2]}" || fatal "node2's containerd (logs: $CLUSTER_DIR/logs)"
 node_ctr node2 images import "$Q_TMP/q.tar" >/dev/null
 node_kubelet_up node2 2 "${CLUSTER_NODE_NS[node2]}" "$ADDR2" || fatal "node2 Ready (logs: $CLUSTER_DIR/logs)"

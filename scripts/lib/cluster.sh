@@ -17,7 +17,7 @@
 #                              tokens are made for the node names given (a kubelet's user is
 #                              system:node:NAME, so only these can join)
 #   node_netns NAME INDEX      make the namespace of a further node and link it to the cluster's;
-#                              prints its address (CLUSTER_NET.0.<INDEX+1>)
+#                              sets NODE_ADDR (CLUSTER_NET.0.<INDEX+1>) and CLUSTER_NODE_NS[NAME]
 #   node_up NAME INDEX [NS]    start containerd (with the pause image) and a kubelet for node NAME in
 #                              namespace NS (default: the cluster's), with its own dirs under
 #                              $CLUSTER_DIR/NAME, cgroup root /<CLUSTER_ID>-NAME, CNI bridge and pod
@@ -226,7 +226,7 @@ node_netns() {
   ip -n "$ns" addr add "$addr/24" dev eth0
   ip -n "$ns" link set eth0 up
   CLUSTER_NODE_NS[$name]=$ns
-  echo "$addr"
+  NODE_ADDR=$addr
 }
 
 # _cl_cgroup_dirs NAME: the node's cgroup root in every cgroup hierarchy mounted under /sys/fs/cgroup.
