@@ -38,6 +38,10 @@ type Options struct {
 	// every config. Otherwise each config takes its binary's vcs.time, and
 	// has none when the binary has none.
 	Created *time.Time
+	// Env is the environment every config carries after PATH: the
+	// settings the image was packed with, so that a container started as
+	// the image says packs it again (the caller names them).
+	Env []string
 }
 
 // Build packs every binary into its own layer (concurrently) and makes one
@@ -75,7 +79,7 @@ func Build(ctx context.Context, bins []crossbuild.Binary, opts Options) (*Conten
 	c := &Content{Format: format, Layers: layers}
 	list := List{SchemaVersion: 2, MediaType: types.List}
 	for _, b := range bins {
-		config, err := newBlob(types.Config, imageConfig(b, bins, diffIDs, opts.Created))
+		config, err := newBlob(types.Config, imageConfig(b, bins, diffIDs, opts))
 		if err != nil {
 			return nil, err
 		}
@@ -129,7 +133,8 @@ func packLayer(b crossbuild.Binary, mediaType string) (Blob, digest.Digest, erro
 }
 
 // imageConfig is the config of the image that starts binary b.
-func imageConfig(b crossbuild.Binary, all []crossbuild.Binary, diffIDs []digest.Digest, created *time.Time) Config {
+func imageConfig(b crossbuild.Binary, all []crossbuild.Binary, diffIDs []digest.Digest, opts Options) Config {
+	created := opts.Created
 	if created == nil {
 		created = vcsTime(b.Info)
 	}
@@ -141,7 +146,7 @@ func imageConfig(b crossbuild.Binary, all []crossbuild.Binary, diffIDs []digest.
 		Config: ContainerConfig{
 			User:         User,
 			ExposedPorts: map[string]struct{}{Port + "/tcp": {}},
-			Env:          []string{"PATH=" + Dir},
+			Env:          append([]string{"PATH=" + Dir}, opts.Env...),
 			Entrypoint:   []string{Dir + b.Platform.FileName()},
 			WorkingDir:   Dir,
 			Labels:       Labels(b.Info),

@@ -1,8 +1,11 @@
 package index
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 
@@ -101,9 +104,22 @@ func (c *Content) Close() error {
 	return errors.Join(errs...)
 }
 
-// Verify re-hashes every manifest and blob against its digest and size, so
-// that a server never reports ready with content it would serve wrong. The
-// blobs are hashed concurrently.
+// Verify checks the content before it is served, and reports the first
+// fault it finds. It checks two things:
+//
+//   - Every blob hashes to its digest and has its size, hashed from what is
+//     sent: a layer held in a memory file is read back from that file (the
+//     bytes sendfile sends), everything else from the bytes in memory. For
+//     manifests and configs, whose digests were computed from those same
+//     bytes moments before, this catches only later damage to the bytes.
+//   - Independently of the digests, the documents hang together: the list
+//     parses and names every image's manifest by digest, size and media
+//     type, and each manifest parses, states the media type it is served
+//     as, and names a config and layers the content holds, by digest and
+//     size.
+//
+// It does not check what the bytes mean beyond that: configs are not
+// parsed, and layers are not decompressed.
 func (c *Content) Verify() error {
 	all := []Blob{c.List}
 	for _, img := range c.Images {
@@ -113,15 +129,71 @@ func (c *Content) Verify() error {
 	var g errgroup.Group
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for _, b := range all {
-		g.Go(func() error {
-			if int64(len(b.Data)) != b.Size {
-				return fmt.Errorf("self-check: %s holds %d bytes, not %d", b.Digest, len(b.Data), b.Size)
-			}
-			if got := b.Digest.Algorithm().FromBytes(b.Data); got != b.Digest {
-				return fmt.Errorf("self-check: %s hashes to %s", b.Digest, got)
-			}
-			return nil
-		})
+		g.Go(func() error { return verifyBlob(b) })
 	}
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return c.verifyReferences()
+}
+
+// verifyBlob hashes b as it is served.
+func verifyBlob(b Blob) error {
+	if int64(len(b.Data)) != b.Size {
+		return fmt.Errorf("self-check: %s holds %d bytes, not %d", b.Digest, len(b.Data), b.Size)
+	}
+	var src io.Reader = bytes.NewReader(b.Data)
+	if b.File != nil {
+		st, err := b.File.Stat()
+		if err != nil {
+			return fmt.Errorf("self-check: %s: %w", b.Digest, err)
+		}
+		if st.Size() != b.Size {
+			return fmt.Errorf("self-check: %s: its memory file holds %d bytes, not %d", b.Digest, st.Size(), b.Size)
+		}
+		src = io.NewSectionReader(b.File, 0, b.Size)
+	}
+	h := b.Digest.Algorithm().Digester()
+	if _, err := io.Copy(h.Hash(), src); err != nil {
+		return fmt.Errorf("self-check: %s: %w", b.Digest, err)
+	}
+	if got := h.Digest(); got != b.Digest {
+		return fmt.Errorf("self-check: %s hashes to %s", b.Digest, got)
+	}
+	return nil
+}
+
+// verifyReferences parses the list and every manifest and checks that each
+// descriptor matches content that is served.
+func (c *Content) verifyReferences() error {
+	var list List
+	if err := json.Unmarshal(c.List.Data, &list); err != nil {
+		return fmt.Errorf("self-check: the list does not parse: %w", err)
+	}
+	if list.MediaType != c.List.MediaType {
+		return fmt.Errorf("self-check: the list says it is %s but is served as %s", list.MediaType, c.List.MediaType)
+	}
+	if len(list.Manifests) != len(c.Images) {
+		return fmt.Errorf("self-check: the list names %d manifests for %d images", len(list.Manifests), len(c.Images))
+	}
+	for i, d := range list.Manifests {
+		img := c.Images[i]
+		m, ok := c.Manifest(d.Digest)
+		if !ok || d.Digest != img.Manifest.Digest || d.Size != m.Size || d.MediaType != m.MediaType {
+			return fmt.Errorf("self-check: the list's entry %s (%s, %d bytes) does not match the %s manifest served", d.Digest, d.MediaType, d.Size, img.Platform)
+		}
+		var man Manifest
+		if err := json.Unmarshal(m.Data, &man); err != nil {
+			return fmt.Errorf("self-check: the %s manifest does not parse: %w", img.Platform, err)
+		}
+		if man.MediaType != m.MediaType {
+			return fmt.Errorf("self-check: the %s manifest says it is %s but is served as %s", img.Platform, man.MediaType, m.MediaType)
+		}
+		for _, ref := range append([]Descriptor{man.Config}, man.Layers...) {
+			if b, ok := c.Blob(ref.Digest); !ok || b.Size != ref.Size || b.MediaType != ref.MediaType {
+				return fmt.Errorf("self-check: the %s manifest names %s (%s, %d bytes), which is not served as such", img.Platform, ref.Digest, ref.MediaType, ref.Size)
+			}
+		}
+	}
+	return nil
 }

@@ -166,9 +166,11 @@ func TestAuth(t *testing.T) {
 				assert.Contains(t, err.Error(), tt.wantErr)
 				assert.NotContains(t, err.Error(), "\n")
 				assert.Nil(t, reg.manifests["team/q"]["v1"], "no tag")
+				assert.Zero(t, reg.uploadRequests(), "fails before any upload")
 				return
 			}
 			require.NoError(t, err)
+			assert.Positive(t, reg.uploadRequests(), "upload requests are counted")
 			assert.Equal(t, c.List.Digest, res.Digest)
 			assertPushed(t, reg, "team/q", "v1", c)
 			if tt.auth == "bearer" {
@@ -244,10 +246,12 @@ func TestRetries(t *testing.T) {
 		}
 		opts := fast()
 		opts.Retries = 2
+		opts.Concurrency = 1 // one blob at a time: the first one's attempts are all there are
 		_, err := push.Push(context.Background(), c, ref(t, reg, "q:latest"), opts)
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "502 Bad Gateway")
 		assert.Nil(t, reg.manifests["q"]["latest"])
+		assert.Equal(t, opts.Retries+1, reg.putUploads(), "one attempt and --retries retries")
 	})
 }
 

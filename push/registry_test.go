@@ -42,6 +42,7 @@ type testRegistry struct {
 	manifests map[string]map[string][]byte        // repository → reference → manifest
 	uploads   map[string][]byte
 	requests  []string // "METHOD kind", in order
+	arrived   []string // "METHOD path" of every request, before authorization or faults
 	tokens    map[string]int
 	issued    map[string][]string // token → scopes
 }
@@ -88,6 +89,34 @@ func (reg *testRegistry) count(s string) int {
 	return n
 }
 
+// uploadRequests counts the requests that arrived for upload sessions
+// (POST, PATCH or PUT under blobs/uploads/), whether or not they were
+// authorized or answered by a fault.
+func (reg *testRegistry) uploadRequests() int {
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	n := 0
+	for _, r := range reg.arrived {
+		if strings.Contains(r, "/blobs/uploads/") {
+			n++
+		}
+	}
+	return n
+}
+
+// putUploads counts the PUTs that arrived to close upload sessions.
+func (reg *testRegistry) putUploads() int {
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	n := 0
+	for _, r := range reg.arrived {
+		if strings.HasPrefix(r, "PUT ") && strings.Contains(r, "/blobs/uploads/") {
+			n++
+		}
+	}
+	return n
+}
+
 func regError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -95,6 +124,9 @@ func regError(w http.ResponseWriter, status int, code, msg string) {
 }
 
 func (reg *testRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	reg.mu.Lock()
+	reg.arrived = append(reg.arrived, r.Method+" "+r.URL.Path)
+	reg.mu.Unlock()
 	if r.URL.Path == "/token" {
 		reg.serveToken(w, r)
 		return

@@ -16,7 +16,10 @@ type ErrorCode struct {
 	Message string
 }
 
-// The error table. Every error the registry sends is one of these.
+// The error table. Every error the registry sends is one of these. The
+// spec's TAG_INVALID (a pushed manifest's tag does not match its URL) is not
+// among them: quinistry takes no pushes, and an invalid tag in a pull gets
+// 404 MANIFEST_UNKNOWN, as the conformance suite requires.
 var (
 	ErrNameUnknown       = ErrorCode{"NAME_UNKNOWN", http.StatusNotFound, "repository name not known to registry"}
 	ErrManifestUnknown   = ErrorCode{"MANIFEST_UNKNOWN", http.StatusNotFound, "manifest unknown"}
@@ -24,7 +27,6 @@ var (
 	ErrNotFound          = ErrorCode{"NOT_FOUND", http.StatusNotFound, "no such API endpoint"}
 	ErrNameInvalid       = ErrorCode{"NAME_INVALID", http.StatusBadRequest, "invalid repository name"}
 	ErrDigestInvalid     = ErrorCode{"DIGEST_INVALID", http.StatusBadRequest, "provided digest did not match uploaded content"}
-	ErrTagInvalid        = ErrorCode{"TAG_INVALID", http.StatusBadRequest, "manifest tag did not match URI"}
 	ErrPaginationInvalid = ErrorCode{"PAGINATION_NUMBER_INVALID", http.StatusBadRequest, "invalid number of results requested"}
 	ErrRangeInvalid      = ErrorCode{"RANGE_INVALID", http.StatusRequestedRangeNotSatisfiable, "invalid content range"}
 	ErrUnsupported       = ErrorCode{"UNSUPPORTED", http.StatusMethodNotAllowed, "the operation is unsupported: this registry is read-only"}

@@ -22,7 +22,7 @@ var errorCodes = map[string]ErrorCode{}
 func init() {
 	for _, e := range []ErrorCode{
 		ErrNameUnknown, ErrManifestUnknown, ErrBlobUnknown, ErrNotFound, ErrNameInvalid,
-		ErrDigestInvalid, ErrTagInvalid, ErrPaginationInvalid, ErrRangeInvalid,
+		ErrDigestInvalid, ErrPaginationInvalid, ErrRangeInvalid,
 		ErrUnsupported, ErrTooManyRequests,
 	} {
 		errorCodes[e.Code] = e

@@ -144,7 +144,7 @@ func (reg *Registry) serveManifest(w http.ResponseWriter, r *http.Request, ref s
 			return
 		}
 		m = reg.content.List
-		if !acceptsList(r.Header.Values("Accept")) {
+		if !acceptsList(r.Header.Values("Accept"), m.MediaType) {
 			m = reg.content.Default().Manifest
 		}
 	}
@@ -165,27 +165,66 @@ func (reg *Registry) serveManifest(w http.ResponseWriter, r *http.Request, ref s
 	}
 }
 
-// acceptsList reports whether a request with these Accept headers may get a
-// manifest list: when it names a list type of either family, a wildcard, or
-// no type at all. Only a request that names single-manifest types and no
-// list gets a platform manifest instead.
-func acceptsList(accept []string) bool {
+// acceptsList reports whether a request with these Accept headers may get
+// the manifest list of type listType. The most specific range that matches
+// decides, by its quality: listType itself, then the other family's list
+// type, then application/*, then */*; a q of 0 refuses. When no range
+// matches, the list is served unless the request names a single-manifest
+// type: only a client that asks for platform manifests and no list gets one
+// instead, and a client that names nothing it reads gets the list.
+func acceptsList(accept []string, listType string) bool {
+	const (
+		none = iota
+		any
+		appAny
+		otherList
+		exact
+	)
+	best, bestQ := none, 0.0
 	namesManifest := false
 	for _, v := range accept {
 		for _, part := range strings.Split(v, ",") {
-			mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
 			if err != nil {
 				continue
 			}
+			q := quality(params)
+			rank := none
 			switch {
-			case index.IsList(mt), mt == "*/*", mt == "application/*":
-				return true
-			case index.IsManifest(mt):
+			case mt == listType:
+				rank = exact
+			case index.IsList(mt):
+				rank = otherList
+			case mt == "application/*":
+				rank = appAny
+			case mt == "*/*":
+				rank = any
+			case index.IsManifest(mt) && q > 0:
 				namesManifest = true
+			}
+			if rank > best || (rank == best && rank != none && q > bestQ) {
+				best, bestQ = rank, q
 			}
 		}
 	}
-	return !namesManifest
+	if best == none {
+		return !namesManifest
+	}
+	return bestQ > 0
+}
+
+// quality returns the q parameter of an Accept range: 1 when absent or
+// malformed, as RFC 9110 reads it.
+func quality(params map[string]string) float64 {
+	v, ok := params["q"]
+	if !ok {
+		return 1
+	}
+	q, err := strconv.ParseFloat(v, 64)
+	if err != nil || q < 0 || q > 1 {
+		return 1
+	}
+	return q
 }
 
 // serveBlob answers a blob request, with ranges.

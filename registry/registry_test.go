@@ -36,6 +36,14 @@ var familyTypes = map[index.Format][2]string{
 
 const cacheForever = "public, max-age=31536000, immutable"
 
+// otherList is the list type of the family that f is not.
+func otherList(f index.Format) string {
+	if f == index.Docker {
+		return ociIndex
+	}
+	return dockerList
+}
+
 func manifestPath(ref string) string { return "/v2/" + testName + "/manifests/" + ref }
 func blobPath(ref string) string     { return "/v2/" + testName + "/blobs/" + ref }
 
@@ -150,6 +158,12 @@ func TestManifests(t *testing.T) {
 				{"tag with oci manifest only", "latest", []string{ociManifest}, amd.Manifest},
 				{"tag with both manifest types", "abc123", []string{dockerManifest + ", " + ociManifest}, amd.Manifest},
 				{"tag with manifest lines and junk", "latest", []string{ociManifest + ";q=1", "not a media type;;", dockerManifest}, amd.Manifest},
+				{"tag refusing both lists with q=0", "latest", []string{dockerList + ";q=0, " + ociIndex + "; q=0.0, " + dockerManifest + ", " + ociManifest}, amd.Manifest},
+				{"tag refusing lists, naming nothing else", "latest", []string{dockerList + ";q=0", ociIndex + ";q=0.000"}, amd.Manifest},
+				{"tag refusing the served list, */* otherwise", "latest", []string{familyTypes[f][0] + ";q=0, */*"}, amd.Manifest},
+				{"tag refusing the other list only", "latest", []string{otherList(f) + ";q=0, " + familyTypes[f][0] + ";q=0.2, " + ociManifest}, c.List},
+				{"tag refusing */* with a manifest", "latest", []string{ociManifest + ", */*;q=0"}, amd.Manifest},
+				{"tag with list q=0.001", "latest", []string{familyTypes[f][0] + ";q=0.001, " + dockerManifest}, c.List},
 				{"list digest", c.List.Digest.String(), nil, c.List},
 				{"list digest whatever Accept", c.List.Digest.String(), []string{dockerManifest + ", " + ociManifest}, c.List},
 				{"amd64 digest", amd.Manifest.Digest.String(), nil, amd.Manifest},
@@ -915,4 +929,43 @@ func TestAPIErrorString(t *testing.T) {
 	e := newError(ErrBlobUnknown, "no blob x")
 	assert.Equal(t, "BLOB_UNKNOWN: no blob x", e.Error())
 	assert.Equal(t, http.StatusNotFound, e.Status)
+}
+
+// TestPercentEncodedDigests: a digest written percent-encoded in the path
+// (sha256%3A...) names the same manifest, blob or referrers subject.
+func TestPercentEncodedDigests(t *testing.T) {
+	for _, f := range formats {
+		t.Run(string(f), func(t *testing.T) {
+			reg, c := newTestRegistry(t, f)
+			amd := imageFor(t, c, amd64)
+			encode := func(d string) string { return strings.Replace(d, ":", "%3A", 1) }
+			cases := []struct {
+				name, plain string
+			}{
+				{"list", manifestPath(c.List.Digest.String())},
+				{"manifest", manifestPath(amd.Manifest.Digest.String())},
+				{"config blob", blobPath(amd.Config.Digest.String())},
+				{"layer blob", blobPath(c.Layers[0].Digest.String())},
+				{"referrers", "/v2/" + testName + "/referrers/" + c.List.Digest.String()},
+			}
+			for _, tc := range cases {
+				for _, method := range []string{http.MethodGet, http.MethodHead} {
+					t.Run(method+" "+tc.name, func(t *testing.T) {
+						i := strings.LastIndex(tc.plain, "/")
+						encoded := tc.plain[:i+1] + encode(tc.plain[i+1:])
+						require.NotEqual(t, tc.plain, encoded)
+						want, wantBody := serve(t, reg, request{method: method, target: tc.plain})
+						got, gotBody := serve(t, reg, request{method: method, target: encoded})
+						require.Equal(t, http.StatusOK, want.StatusCode)
+						assert.Equal(t, http.StatusOK, got.StatusCode, "body %s", gotBody)
+						assert.Equal(t, wantBody, gotBody)
+						assert.Equal(t, want.Header.Get("Docker-Content-Digest"), got.Header.Get("Docker-Content-Digest"))
+						assert.Equal(t, want.Header.Get("Content-Type"), got.Header.Get("Content-Type"))
+					})
+				}
+			}
+			resp, body := get(t, reg, manifestPath("sha256%3Atotallywrong"))
+			requireError(t, resp, body, ErrDigestInvalid)
+		})
+	}
 }

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"net/url"
 	"regexp"
 	"strings"
 
@@ -67,7 +68,7 @@ func parseRoute(path string) (route, bool, *apiError) {
 		return route{kind: routeCatalog}, true, nil
 	}
 	rest, ok := strings.CutPrefix(path, "/v2/")
-	if !ok || strings.ContainsAny(rest, "%\\") {
+	if !ok || strings.Contains(rest, "\\") {
 		return route{}, false, nil
 	}
 	for _, e := range endpoints {
@@ -81,12 +82,24 @@ func parseRoute(path string) (route, bool, *apiError) {
 			continue
 		}
 		rt := route{kind: e.kind, name: rest[:i]}
+		if strings.Contains(rt.name, "%") {
+			return route{}, false, nil
+		}
 		if !e.exact {
 			rt.ref = rest[i+len(e.marker):]
 			// Not this endpoint: the marker is part of the name, as in
 			// a/manifests/b/blobs/<digest>. Try the others.
 			if strings.Contains(rt.ref, "/") || (rt.ref == "" && e.kind != routeUpload) {
 				continue
+			}
+			// A reference may come percent-encoded (sha256%3A...), as
+			// some clients write it; the CNCF registry accepts that too.
+			if strings.Contains(rt.ref, "%") {
+				ref, err := url.PathUnescape(rt.ref)
+				if err != nil || ref == "" || strings.Contains(ref, "/") {
+					return route{}, false, nil
+				}
+				rt.ref = ref
 			}
 		}
 		if !ValidName(rt.name) {

@@ -34,6 +34,13 @@ func TestParseRoute(t *testing.T) {
 		{"/v2/a/referrers/" + d, true, routeReferrers, "a", d, ""},
 		{"/v2/a.b_c__d-e--f/g/manifests/x", true, routeManifest, "a.b_c__d-e--f/g", "x", ""},
 
+		// Percent-encoded references, as some clients write digests.
+		{"/v2/a/manifests/sha256%3Aabc", true, routeManifest, "a", "sha256:abc", ""},
+		{"/v2/a/manifests/sha256%3a" + d[7:], true, routeManifest, "a", d, ""},
+		{"/v2/a/blobs/sha256%3A" + d[7:], true, routeBlob, "a", d, ""},
+		{"/v2/a/referrers/sha256%3A" + d[7:], true, routeReferrers, "a", d, ""},
+		{"/v2/a/manifests/%6Catest", true, routeManifest, "a", "latest", ""},
+
 		// Endpoint words inside names.
 		{"/v2/a/manifests/b/blobs/" + d, true, routeBlob, "a/manifests/b", d, ""},
 		{"/v2/a/manifests/b/manifests/latest", true, routeManifest, "a/manifests/b", "latest", ""},
@@ -73,7 +80,9 @@ func TestParseRoute(t *testing.T) {
 		{"/v2/a/tags", false, 0, "", "", ""},
 		{"/v2/a/blobs/uploads/x/y", false, 0, "", "", ""},
 		{"/v2/a%2Fb/manifests/latest", false, 0, "", "", ""},
-		{"/v2/a/manifests/sha256%3Aabc", false, 0, "", "", ""},
+		{"/v2/a/manifests/x%2Fy", false, 0, "", "", ""},
+		{"/v2/a/manifests/sha256%zzabc", false, 0, "", "", ""},
+		{"/v2/a%3Ab/tags/list", false, 0, "", "", ""},
 		{"/v2/%2e%2e/manifests/latest", false, 0, "", "", ""},
 		{"/v2/a\\b/manifests/latest", false, 0, "", "", ""},
 	}

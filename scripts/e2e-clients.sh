@@ -107,7 +107,7 @@ run_gen2() {
   shift 2
   dk run -d --name "$name" --network host --read-only --user 65532 --cap-drop ALL \
     --security-opt no-new-privileges --pull never "$@" "$image" \
-    --addr 127.0.0.1:0 --format "$format" >/dev/null || return 1
+    --addr 127.0.0.1:0 >/dev/null || return 1
   for ((i = 0; i < 600; i++)); do
     a=$(dk logs "$name" 2>&1 | sed -n 's/.*msg=ready addr=\([^ ]*\).*/\1/p' | head -1)
     if [[ -n $a ]]; then C_ADDR[$name]=$a; return 0; fi
@@ -126,6 +126,7 @@ list_platforms() { jq -r '[.manifests[].platform | .os + "/" + .architecture] | 
 dmi_ok() {
   local out=$Q_TMP/dmi.json got
   "$DOCKER" manifest inspect --insecure "$1" >"$out" || return 1
+  equals "$(jq -r .mediaType "$out")" "$(jq -r .mediaType "$2")" || return 1
   equals "$(list_platforms "$out")" linux/amd64,linux/arm64 || return 1
   timeout "$TMO" "$DOCKER" manifest inspect --insecure -v "$1" >"$out" || return 1
   got=$(jq -r '[.[] | .Descriptor.platform.os + "/" + .Descriptor.platform.architecture + "@" + .Descriptor.digest] | join(",")' "$out")
@@ -204,6 +205,9 @@ for format in docker oci; do
   listfile=$Q_TMP/$format-list.json
   get -o "$listfile" "http://$addr/v2/quinistry/manifests/latest"
   check "$format: list bytes hash to the list digest" equals "$(sha256_of "$listfile")" "$list"
+  list_type=application/vnd.docker.distribution.manifest.list.v2+json
+  [[ $format == oci ]] && list_type=application/vnd.oci.image.index.v1+json
+  check "$format: the list is a $list_type" equals "$(jq -r .mediaType "$listfile")" "$list_type"
   amd64_m=$(jq -r '.manifests[] | select(.platform.architecture == "amd64") | .digest' "$listfile")
   arm64_m=$(jq -r '.manifests[] | select(.platform.architecture == "arm64") | .digest' "$listfile")
   blobs=()
@@ -238,7 +242,13 @@ for format in docker oci; do
   check "docker/$format: docker pull from the container ($ref2)" dpull "$log-gen2.log" "$ref2"
   check "docker/$format: same RepoDigest from the container" has_repo_digest "$ref2" "$addr2/quinistry@$list"
   check "docker/$format: same image ID from the container" equals "$(image_id "$ref2")" "$(image_id "$img:amd64")"
-  dk rm -f gen2-$format-amd64 >/dev/null 2>&1 || true
+  check "docker/$format: docker manifest inspect of generation 2 shows the $list_type with both platforms" dmi_ok "$ref2" "$listfile"
+  check "docker/$format: generation 3, pulled from generation 2, runs with no flag but the address" \
+    run_gen2 gen3-$format-amd64 "$ref2"
+  addr3=${C_ADDR[gen3-$format-amd64]:-}
+  check "docker/$format: generation 3 serves the same list digest ($list)" same_digest "$list" "$addr3"
+  check "docker/$format: docker manifest inspect of generation 3 shows the $list_type" dmi_ok "$addr3/quinistry:latest" "$listfile"
+  dk rm -f gen2-$format-amd64 gen3-$format-amd64 >/dev/null 2>&1 || true
 
   [[ -e /proc/sys/fs/binfmt_misc/register ]] || BINFMT_MOUNTED_HERE=1
   check "docker/$format: arm64 emulation on (binfmt)" binfmt_arm64_on

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# e2e-core.sh: the fixed point, end to end, in both formats. Builds dist/ with scripts/build.sh,
-# serves it, takes the amd64 and arm64 file systems out of the served image with crane, runs each
-# binary found there (arm64 under qemu-aarch64-static) and expects the very same list digest.
+# e2e-core.sh: the fixed point, end to end, in both formats, with and without SOURCE_DATE_EPOCH,
+# for all platforms and a --platforms subset. Builds dist/ with scripts/build.sh, serves it, takes
+# the amd64 and arm64 file systems and configs out of the served image with crane, starts each
+# generation 2 exactly as a runtime would (Entrypoint + Cmd, the config's Env, its User; arm64 under
+# qemu-aarch64-static) and expects the very same list digest.
 # Also: reproducible builds, repeatable starts, bad start-up input, and the time to serve.
 # Needs scripts/install-tools.sh to have run.
 set -euo pipefail
@@ -21,46 +23,78 @@ check "two builds give identical binaries" diff -r dist/ "$Q_TMP/dist2/"
 
 # same_digest WANT ADDR: the list digest served at ADDR is WANT.
 same_digest() { [[ $(q_list_digest "$2") == "$1" && -n $1 ]]; }
-# names_platforms ADDR: the list names linux/amd64 and linux/arm64.
+# names_platforms ADDR WANT: the list names the platforms WANT (os/arch, comma-separated), in order.
 names_platforms() {
   local ps
   ps=$(crane manifest --insecure "$1/quinistry:latest" | jq -r '[.manifests[].platform | .os + "/" + .architecture] | join(",")')
-  [[ $ps == "linux/amd64,linux/arm64" ]]
+  [[ $ps == "$2" ]] || { echo "  the list names $ps"; return 1; }
 }
 # elf_machine FILE: the ELF e_machine bytes, as hex.
 elf_machine() { od -An -tx1 -j18 -N2 "$1" | tr -d ' \n'; }
+# config_env ADDR ARCH: the Env of that platform's image config, as compact JSON.
+config_env() { crane config --insecure --platform "linux/$2" "$1/quinistry:latest" | jq -c '.config.Env'; }
+# files_in DIR: the names of the files in DIR, sorted, space-separated.
+files_in() { (cd "$1" && ls | sort | tr '\n' ' ' | sed 's/ $//'); }
 
-for format in docker oci; do
-  q_start gen1-$format "$AMD64" --addr 127.0.0.1:0 --format $format
-  addr=${Q_ADDR[gen1-$format]}
+# Generations are started the way a container runtime starts the image: q_start_image takes the
+# exported file system and the config, runs Entrypoint + Cmd as the config's User with the config's
+# Env and nothing else but the address. Generation 1 gets its settings the way a user gives them
+# (flags, SOURCE_DATE_EPOCH) and nothing of this shell's environment.
+chmod 0711 "$Q_TMP" # generation 2 runs as the image's user, 65532
+EPOCH=1000000000
+declare -A CASE_DIGEST=()
+
+# generations CASE BINARY ENV WANT_ENV WANT_FILES FLAGS...: serve BINARY with FLAGS and the K=V words
+# in ENV; its configs carry WANT_ENV; then, for amd64 (natively) and arm64 (under qemu), export that
+# platform's file system (it holds exactly WANT_FILES), start generation 2 from it as the image
+# says, and expect generation 1's list digest.
+generations() {
+  local case=$1 bin=$2 env=$3 want_env=$4 want_files=$5 want arch fs entry cfg runner
+  shift 5
+  Q_ENV=$env q_start "gen1-$case" "$bin" --addr 127.0.0.1:0 "$@"
+  local addr=${Q_ADDR[gen1-$case]}
   want=$(q_list_digest "$addr")
-  check "$format: list digest served ($want)" test -n "$want"
-  check "$format: list names linux/amd64 and linux/arm64" names_platforms "$addr"
-  check "$format: crane digest agrees" [ "$(crane digest --insecure "$addr/quinistry:latest")" == "$want" ]
-
+  CASE_DIGEST[$case]=$want
+  check "$case: generation 1 (${bin#"$ROOT"/} ${*:-(no flags)}${env:+, $env}) serves list $want" test -n "$want"
+  check "$case: the list names linux/amd64,linux/arm64" names_platforms "$addr" linux/amd64,linux/arm64
+  check "$case: crane digest agrees ($want)" [ "$(crane digest --insecure "$addr/quinistry:latest")" == "$want" ]
+  local list_type=application/vnd.docker.distribution.manifest.list.v2+json
+  [[ $want_env == *QUINISTRY_FORMAT=oci* ]] && list_type=application/vnd.oci.image.index.v1+json
+  check "$case: the list is a $list_type" [ "$(crane manifest --insecure "$addr/quinistry:latest" | jq -r .mediaType)" == "$list_type" ]
   for arch in amd64 arm64; do
-    fs=$Q_TMP/$format-$arch
+    check "$case/linux/$arch: the config carries Env $want_env" [ "$(config_env "$addr" $arch)" == "$want_env" ]
+    fs=$Q_TMP/$case-$arch
+    cfg=$Q_TMP/$case-$arch.config.json
     mkdir -p "$fs"
     crane export --insecure --platform linux/$arch "$addr/quinistry:latest" - | tar -x -C "$fs"
-    entry=$(crane config --insecure --platform linux/$arch "$addr/quinistry:latest" | jq -r '.config.Entrypoint[0]')
-    check "$format/$arch: entrypoint $entry is in the exported file system" test -x "$fs$entry"
+    crane config --insecure --platform linux/$arch "$addr/quinistry:latest" >"$cfg"
+    entry=$(jq -r '.config.Entrypoint[0]' "$cfg")
+    check "$case/linux/$arch: entrypoint $entry is in the exported file system" test -x "$fs$entry"
     case $arch in
-      amd64) check "$format/amd64: entrypoint is an x86-64 ELF file" [ "$(elf_machine "$fs$entry")" == 3e00 ] ;;
-      arm64) check "$format/arm64: entrypoint is an AArch64 ELF file" [ "$(elf_machine "$fs$entry")" == b700 ] ;;
+      amd64) check "$case/linux/amd64: entrypoint is an x86-64 ELF file" [ "$(elf_machine "$fs$entry")" == 3e00 ] ;;
+      arm64) check "$case/linux/arm64: entrypoint is an AArch64 ELF file" [ "$(elf_machine "$fs$entry")" == b700 ] ;;
     esac
-    check "$format/$arch: the file system holds every platform's binary" \
-      test -x "$fs/quinistry-linux-amd64" -a -x "$fs/quinistry-linux-arm64"
+    check "$case/linux/$arch: the file system holds exactly: $want_files" [ "$(files_in "$fs")" == "$want_files" ]
     runner=()
     [[ $arch == arm64 ]] && runner=(qemu-aarch64-static)
-    q_start gen2-$format-$arch "${runner[@]}" "$fs$entry" --addr 127.0.0.1:0 --format $format
-    check "$format/$arch: generation 2 serves the same list digest" same_digest "$want" "${Q_ADDR[gen2-$format-$arch]}"
-    q_stop gen2-$format-$arch
+    q_start_image "gen2-$case-$arch" "$fs" "$cfg" "${runner[@]}"
+    check "$case/linux/$arch: generation 2 (argv $(jq -c '(.config.Entrypoint // []) + (.config.Cmd // [])' "$cfg"), env $(jq -c '.config.Env' "$cfg"), user $(jq -r .config.User "$cfg")${runner:+, under ${runner[*]}}) serves $want" \
+      same_digest "$want" "${Q_ADDR[gen2-$case-$arch]}"
+    q_stop "gen2-$case-$arch"
   done
-  q_stop gen1-$format
-  q_start again-$format "$AMD64" --addr 127.0.0.1:0 --format $format
-  check "$format: a second start of the same dist/ serves the same digest" same_digest "$want" "${Q_ADDR[again-$format]}"
-  q_stop again-$format
-done
+  q_stop "gen1-$case"
+}
+
+BOTH="quinistry-linux-amd64 quinistry-linux-arm64"
+generations docker "$AMD64" "" '["PATH=/"]' "$BOTH"
+generations oci "$AMD64" "" '["PATH=/","QUINISTRY_FORMAT=oci"]' "$BOTH" --format oci
+generations docker-epoch "$AMD64" "SOURCE_DATE_EPOCH=$EPOCH" "[\"PATH=/\",\"SOURCE_DATE_EPOCH=$EPOCH\"]" "$BOTH"
+generations oci-epoch "$AMD64" "SOURCE_DATE_EPOCH=$EPOCH" "[\"PATH=/\",\"QUINISTRY_FORMAT=oci\",\"SOURCE_DATE_EPOCH=$EPOCH\"]" "$BOTH" --format oci
+check "settings change the image on purpose: docker, oci, docker+epoch, oci+epoch are four digests" \
+  [ "$(printf '%s\n' "${CASE_DIGEST[docker]}" "${CASE_DIGEST[oci]}" "${CASE_DIGEST[docker-epoch]}" "${CASE_DIGEST[oci-epoch]}" | sort -u | wc -l)" -eq 4 ]
+Q_ENV= q_start again "$AMD64" --addr 127.0.0.1:0
+check "a second start of the same dist/ serves the same digest (${CASE_DIGEST[docker]})" same_digest "${CASE_DIGEST[docker]}" "${Q_ADDR[again]}"
+q_stop again
 
 # Every supported platform: build all six, serve them from the amd64 binary, and run each other
 # binary under its qemu user-mode emulator: all serve the same list digest, big-endian s390x included.
@@ -77,6 +111,10 @@ for pair in arm64:aarch64 arm-v7:arm ppc64le:ppc64le s390x:s390x riscv64:riscv64
   check "all platforms: $file under qemu serves the same list digest" same_digest "$want" "${Q_ADDR[all-$file]}"
   q_stop "all-$file"
 done
+# A --platforms subset of the six: its image holds only those binaries, so its generations find
+# exactly them, with no flag of their own.
+generations subset "$Q_TMP/dist-all/quinistry-linux-amd64" "" '["PATH=/"]' "$BOTH" --platforms linux/arm64,linux/amd64
+check "the subset's digest differs from all six's" [ "${CASE_DIGEST[subset]}" != "$want" ]
 
 # Bad start-up input: a non-zero exit and one readable line, no stack trace.
 one_clean_line() {
@@ -86,8 +124,8 @@ one_clean_line() {
   [[ $status -ne 0 && $(wc -l <<<"$out") -eq 1 && $out == *"$want"* && $out != *goroutine* ]] ||
     { echo "  exit $status, output: $out"; return 1; }
 }
-busy=${Q_ADDR[gen1-docker]##*:}
 q_start busy "$AMD64" --addr 127.0.0.1:0
+busy=${Q_ADDR[busy]##*:}
 check "bad input: missing siblings directory" one_clean_line "cannot read siblings directory" "$AMD64" --addr 127.0.0.1:0 --siblings "$Q_TMP/missing"
 mkdir -m 000 "$Q_TMP/locked"
 check "bad input: unreadable siblings directory" one_clean_line "cannot read siblings directory" setpriv --reuid=65532 --regid=65532 --clear-groups "$AMD64" --addr 127.0.0.1:0 --siblings "$Q_TMP/locked"

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # e2e-travel.sh: quinistry leaves the machine it runs on. It pushes itself to the CNCF registry (v3.1.2,
-# filesystem storage in a temp dir) open, behind htpasswd basic auth and behind bearer tokens (issued by
-# deploy/internal/regauth), and crane and skopeo see there the very list, manifests and blobs quinistry
-# serves; a second push uploads no blob; wrong credentials fail with one line and leave no tag. It exports
-# itself as a tar that docker load names quinistry:latest, and runs the parent/child flow in a private
-# dockerd: generation 1 from the export on port 5000, generation 2 pulled from localhost:5000 on 5001,
-# generation 3 pulled from localhost:5001, one list digest throughout. Also the deploy/ manifests' test
-# and bad input: one clear line and a non-zero exit. Needs scripts/install-tools.sh to have run.
+# filesystem storage in a temp dir) open, behind htpasswd basic auth, behind bearer tokens (issued by
+# deploy/internal/regauth) and over TLS with a private CA made here (--ca-file), and crane and skopeo see
+# there the very list, manifests and blobs quinistry serves (for --format oci, the list quinistry itself
+# serves in that format, with OCI media types only); a second push uploads no blob; wrong credentials
+# fail with one line and leave no tag (404 MANIFEST_UNKNOWN). It exports itself (also to standard
+# output) as a tar that docker load names quinistry:latest and ctr images import names
+# docker.io/library/quinistry:latest; builds of a copy of the tree serve their commit and their
+# release tag as tags; and it runs the parent/child flow in a private dockerd on a bridge of its own:
+# each generation started with docker run -d -p 127.0.0.1:PORT:8080 (free ports) and nothing else,
+# generation 2 pulled from generation 1, generation 3 from generation 2, one list digest throughout.
+# Also the deploy/ manifests' test, bad input (one clear line and a non-zero exit), and a final check
+# that nothing it started is left. Needs scripts/install-tools.sh to have run (and ss, ip, ctr).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -17,11 +22,13 @@ source scripts/lib/dockerd.sh
 PIDS=()
 cleanup() {
   q_stop_all
-  [[ -n ${DOCKER_HOST:-} ]] && dockerd_stop "$Q_TMP/docker"
+  if [[ -n ${DOCKER_HOST:-} ]]; then dockerd_stop "$Q_TMP/docker"; fi
   local p
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  [[ -n ${BR:-} ]] && ip link del "$BR" 2>/dev/null
   rm -rf "$Q_TMP"
+  return 0
 }
 trap cleanup EXIT
 
@@ -40,9 +47,11 @@ ORIGIN=${Q_ADDR[origin]}
 WANT=$(q_list_digest "$ORIGIN")
 check "quinistry serves a list ($WANT)" test -n "$WANT"
 
-# reg_start NAME [AUTH_YAML]: a CNCF registry on a free port, storage under $Q_TMP/NAME; sets REG.
+# reg_start NAME [YAML [SCHEME]]: a CNCF registry on a free port, storage under $Q_TMP/NAME; YAML is
+# appended to the config (an auth: section, or indented lines that continue http:); SCHEME is http
+# (default) or https; sets REG.
 reg_start() {
-  local name=$1 auth=${2:-} port i
+  local name=$1 auth=${2:-} scheme=${3:-http} port i
   port=$("$REGAUTH" port)
   mkdir -p "$Q_TMP/$name"
   cat >"$Q_TMP/$name/config.yml" <<EOF
@@ -62,7 +71,7 @@ EOF
   PIDS+=($!)
   REG=127.0.0.1:$port
   for ((i = 0; i < 100; i++)); do
-    [[ $(curl -s -o /dev/null -w '%{http_code}' "http://$REG/v2/") =~ ^(200|401)$ ]] && return 0
+    [[ $(curl -sk -o /dev/null -w '%{http_code}' "$scheme://$REG/v2/") =~ ^(200|401)$ ]] && return 0
     sleep 0.1
   done
   echo "reg_start: registry $name did not start:" >&2
@@ -118,8 +127,28 @@ check "open: second push succeeds" qpush --insecure "$OPEN/team/quinistry:v1"
 check "open: second push uploads no blob" uploaded 0
 check "open: push with --mount-from" qpush --insecure --mount-from team/quinistry "$OPEN/other/quinistry:v1"
 check "open: --mount-from mounts every blob" grep -q ": 0 blobs uploaded (0 bytes), 4 mounted" "$Q_TMP/push.err"
-check "open: --format oci pushes the OCI index quinistry serves with --format oci" \
-  bash -c "[ \"\$('$Q' push --insecure --format oci '$OPEN/team/quinistry:oci' 2>/dev/null)\" == \"\$(crane digest --insecure '$OPEN/team/quinistry:oci')\" ]"
+q_start origin-oci "$Q" --addr 127.0.0.1:0 --format oci
+WANT_OCI=$(q_list_digest "${Q_ADDR[origin-oci]}")
+check "quinistry --format oci serves another list ($WANT_OCI)" [ -n "$WANT_OCI" -a "$WANT_OCI" != "$WANT" ]
+check "open: --format oci push prints the list quinistry serves with --format oci" \
+  eval '[ "$("$Q" push --insecure --format oci "$OPEN/team/quinistry:oci" 2>/dev/null)" == "$WANT_OCI" ]'
+check "open: the registry holds that list under the tag" [ "$(crane digest --insecure "$OPEN/team/quinistry:oci")" == "$WANT_OCI" ]
+# media_types REF: the media types the registry stored: the list's, then each manifest's, config's and layers'.
+media_types() {
+  local ref=$1 repo=${1%:*} d
+  crane manifest --insecure "$ref" | jq -r .mediaType
+  for d in $(crane manifest --insecure "$ref" | jq -r '.manifests[].digest'); do
+    crane manifest --insecure "$repo@$d" | jq -r '.mediaType, .config.mediaType, .layers[].mediaType'
+  done
+}
+media_types "$OPEN/team/quinistry:oci" | sort | uniq -c >"$Q_TMP/oci.types"
+check "open: the OCI push stored only OCI media types ($(awk '{printf "%s×%s ", $1, $2}' "$Q_TMP/oci.types"))" \
+  eval '! grep -v -e " application/vnd.oci.image.index.v1+json$" -e " application/vnd.oci.image.manifest.v1+json$" -e " application/vnd.oci.image.config.v1+json$" -e " application/vnd.oci.image.layer.v1.tar+gzip$" "$Q_TMP/oci.types" && grep -q " application/vnd.oci.image.index.v1+json$" "$Q_TMP/oci.types"'
+check "open: the registry answers the OCI tag with Content-Type application/vnd.oci.image.index.v1+json" \
+  grep -qix 'content-type: application/vnd.oci.image.index.v1+json' <(curl -fsSI -H "Accept: $LIST_ACCEPT" "http://$OPEN/v2/team/quinistry/manifests/oci" | tr -d '\r')
+media_types "$OPEN/team/quinistry:v1" | sort | uniq -c >"$Q_TMP/docker.types"
+check "open: the default push stored only Docker media types ($(awk '{printf "%s×%s ", $1, $2}' "$Q_TMP/docker.types"))" \
+  eval '! grep -v -e " application/vnd.docker.distribution.manifest.list.v2+json$" -e " application/vnd.docker.distribution.manifest.v2+json$" -e " application/vnd.docker.container.image.v1+json$" -e " application/vnd.docker.image.rootfs.diff.tar.gzip$" "$Q_TMP/docker.types" && grep -q manifest.list "$Q_TMP/docker.types"'
 
 # --- htpasswd basic auth
 "$REGAUTH" htpasswd alice <<<"wonderland" >"$Q_TMP/htpasswd"
@@ -149,7 +178,7 @@ mkdir -p "$Q_TMP/issuer"
 ISSUER=127.0.0.1:$("$REGAUTH" port)
 "$REGAUTH" issuer "$Q_TMP/issuer" "$ISSUER" alice <<<"wonderland" 2>"$Q_TMP/issuer/log" &
 PIDS+=($!)
-for ((i = 0; i < 100; i++)); do grep -q ready "$Q_TMP/issuer/log" && break; sleep 0.1; done
+for ((i = 0; i < 100; i++)); do grep -qs ready "$Q_TMP/issuer/log" && break; sleep 0.1; done
 reg_start bearer "auth:
   token:
     realm: http://localhost:${ISSUER##*:}/token
@@ -167,8 +196,35 @@ check "bearer: crane sees the same content" env DOCKER_CONFIG="$Q_TMP/dockercfg"
 check "bearer: skopeo sees the same list digest" [ "$(skopeo_digest "$BEARER/team/quinistry:v1" --creds alice:wonderland)" == "$WANT" ]
 check "bearer: wrong password fails with one line" one_clean_line "credentials rejected" \
   bash -c "'$Q' push --insecure --username alice --password-stdin '$BEARER/team/wrong:v1' <<<nope"
-check "bearer: the failed push left no tag" \
-  bash -c "! DOCKER_CONFIG='$Q_TMP/dockercfg' crane digest --insecure '$BEARER/team/wrong:v1' 2>/dev/null"
+# bearer_get PATH: status and first error code of an authorized GET on the bearer registry.
+bearer_get() {
+  local token
+  token=$(curl -fsS -u alice:wonderland "http://localhost:${ISSUER##*:}/token?service=quinistry-e2e&scope=repository:team/wrong:pull" | jq -r '.token // .access_token')
+  curl -sS -o "$Q_TMP/bearer.body" -w '%{http_code}' -H "Authorization: Bearer $token" -H "Accept: $LIST_ACCEPT" "http://$BEARER$1"
+  echo " $(jq -r '.errors[0].code' "$Q_TMP/bearer.body" 2>/dev/null)"
+}
+got=$(bearer_get /v2/team/wrong/manifests/v1)
+check "bearer: the failed push left no tag (an authorized GET gets $got)" [ "$got" == "404 MANIFEST_UNKNOWN" ]
+
+# --- a registry over TLS with a private CA (made here, now): push --ca-file
+pki=$Q_TMP/pki
+mkdir -p "$pki"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "/CN=quinistry e2e CA $$" \
+  -keyout "$pki/ca.key" -out "$pki/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+  -keyout "$pki/tls.key" -out "$pki/tls.csr" 2>/dev/null
+openssl x509 -req -in "$pki/tls.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial -days 1 \
+  -extfile <(printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n') -out "$pki/tls.crt" 2>/dev/null
+reg_start tls "  tls:
+    certificate: $pki/tls.crt
+    key: $pki/tls.key" https
+TLSREG=$REG
+check "tls: push --ca-file with the private CA succeeds" qpush --ca-file "$pki/ca.pem" "$TLSREG/team/quinistry:v1"
+check "tls: pushed the served list digest" [ "$PUSHED" == "$WANT" ]
+check "tls: crane (trusting the CA) sees the same list digest" \
+  eval '[ "$(SSL_CERT_FILE="$pki/ca.pem" crane digest "$TLSREG/team/quinistry:v1")" == "$WANT" ]'
+check "tls: without --ca-file the push fails with one line (unknown authority)" one_clean_line "certificate signed by unknown authority" \
+  "$Q" push "$TLSREG/team/untrusted:v1"
 
 # --- bad input
 check "bad input: malformed reference" one_clean_line 'invalid reference "127.0.0.1:1/Team/Q"' "$Q" push --insecure 127.0.0.1:1/Team/Q
@@ -190,32 +246,127 @@ check "export: --oci-layout holds the same files as the tar" bash -c \
 check "export: skopeo reads an OCI-format layout's index" bash -c \
   "[ \"\$('$Q' export --format oci --oci-layout '$Q_TMP/oci-layout' 2>/dev/null)\" == sha256:\$(skopeo inspect --raw 'oci:$Q_TMP/oci-layout:latest' | sha256sum | cut -d' ' -f1) ]"
 
-dockerd_start "$Q_TMP/docker"
+check "export: --tar - writes the same tar to standard output, and nothing else" \
+  eval '"$Q" export --tar - >"$Q_TMP/stdout.tar" 2>/dev/null && cmp "$Q_TMP/q.tar" "$Q_TMP/stdout.tar"'
+check "export: an unknown --platform is one line and exit 2" \
+  eval 'out=$("$Q" export --tar "$Q_TMP/never.tar" --platforms linux/amd64 --platform linux/arm64 2>&1 >/dev/null); st=$?; [[ $st == 2 && $(wc -l <<<"$out") == 1 && $out == "quinistry: export: --platform linux/arm64: the image has no such platform (it has linux/amd64)" && ! -e $Q_TMP/never.tar ]] || { echo "  exit $st: $out"; false; }'
+
+# --- the build's version is served as a tag. A copy of this tree is committed, then tagged, in a
+# git repository of its own (a worktree or a dirty tree gives no stable VCS stamp), and built as
+# build.sh builds: untagged, the tag is the commit's short revision; tagged v0.99.1, it is v0.99.1.
+vrepo=$Q_TMP/vrepo
+mkdir -p "$vrepo"
+git ls-files -z --cached --others --exclude-standard |
+  tar --null -T - --ignore-failed-read -cf - 2>/dev/null | tar -xf - -C "$vrepo"
+(cd "$vrepo" && git init -q && git add -A && git -c user.name=e2e -c user.email=e2e@quinistry.invalid \
+  commit -qm e2e --date=2026-11-27T12:00:00Z) >/dev/null
+# version_tag_served DIR WANT: quinistry built in DIR lists the tag WANT beside latest, and serves
+# its list under it.
+version_tag_served() {
+  local tags by_tag list
+  (cd "$1" && DIST=$Q_TMP/vdist PLATFORMS=linux/amd64 scripts/build.sh) >/dev/null 2>&1 || { echo "  build failed"; return 1; }
+  q_start version "$Q_TMP/vdist/quinistry-linux-amd64" --addr 127.0.0.1:0 || return 1
+  tags=$(curl -fsS "http://${Q_ADDR[version]}/v2/quinistry/tags/list" | jq -c .tags)
+  by_tag=$(curl -fsSI -H "Accept: $LIST_ACCEPT" "http://${Q_ADDR[version]}/v2/quinistry/manifests/$2" | tr -d '\r' |
+    awk -F': ' 'tolower($1) == "docker-content-digest" {print $2}')
+  list=$(q_list_digest "${Q_ADDR[version]}")
+  q_stop version
+  echo "  tags $tags; $2 names ${by_tag:-nothing}; latest names $list"
+  [[ $tags == "[\"$2\",\"latest\"]" || $tags == "[\"latest\",\"$2\"]" ]] && [[ -n $list && $by_tag == "$list" ]]
+}
+rev=$(git -C "$vrepo" rev-parse HEAD)
+check "version: a build of commit ${rev:0:12} serves tag ${rev:0:12} for its list" version_tag_served "$vrepo" "${rev:0:12}"
+git -C "$vrepo" tag v0.99.1
+check "version: a build of tag v0.99.1 serves tag v0.99.1 for its list" version_tag_served "$vrepo" v0.99.1
+
+# --- a private dockerd on a bridge of its own, so that -p publishes ports for real (docker-proxy into
+# the container's network namespace). Name and subnet are unique to this run.
+BR=qtrv$$
+for ((i = 0; i < 50; i++)); do
+  SUBNET=10.$((RANDOM % 100 + 150)).$((RANDOM % 250 + 1))
+  ip route | grep -q "^${SUBNET//./\\.}\." || break
+done
+ip link add "$BR" type bridge
+ip addr add "$SUBNET.1/24" dev "$BR"
+ip link set "$BR" up
+DOCKERD_BRIDGE=$BR dockerd_start "$Q_TMP/docker"
 check "docker load names the export quinistry:latest" bash -c "'$DOCKER' load -i '$Q_TMP/q.tar' | grep -qx 'Loaded image: quinistry:latest'"
-# free_or PORT: PORT when nothing listens there, else a free port.
-free_or() { if curl -s -o /dev/null "http://127.0.0.1:$1/"; then "$REGAUTH" port; else echo "$1"; fi; }
-# gen_wait PORT: the list digest served on PORT once it answers.
-gen_wait() {
+
+# containerd (the daemon's own, in a namespace of this run) imports the export by the names in its
+# index.json, every platform.
+CTR_NS=quinistry-e2e-$$
+CTR_SOCK=$(find "$Q_TMP/docker/exec" -name containerd.sock -type s 2>/dev/null | head -1)
+ctr_() { ctr --address "$CTR_SOCK" --namespace "$CTR_NS" "$@"; }
+check "containerd: ctr images import reads the export ($CTR_SOCK)" \
+  eval 'ctr_ images import --all-platforms --no-unpack "$Q_TMP/q.tar" >"$Q_TMP/ctr.out" 2>&1 || { cat "$Q_TMP/ctr.out"; false; }'
+# columns: REF TYPE DIGEST SIZE (a number and a unit) PLATFORMS LABELS
+ctr_ images ls 2>/dev/null | awk 'NR > 1 {print $1, $3, $6}' >"$Q_TMP/ctr.images"
+check "containerd: the import is named docker.io/library/quinistry:latest with the list digest, both platforms ($(cat "$Q_TMP/ctr.images"))" \
+  [ "$(cat "$Q_TMP/ctr.images")" == "docker.io/library/quinistry:latest $WANT linux/amd64,linux/arm64/v8" ]
+check "containerd: the host platform's manifest, config and layers are all there ($(ctr_ images check 2>/dev/null | awk 'NR > 1 {print $4, $5}'))" \
+  eval '[ "$(ctr_ images check 2>/dev/null | awk "NR > 1 {print \$4}")" == complete ]'
+
+# wait_list ADDR: the list digest served at ADDR once it answers (at most 30 s).
+wait_list() {
   local i d
-  for ((i = 0; i < 100; i++)); do
-    d=$(q_list_digest "127.0.0.1:$1" 2>/dev/null || true)
+  for ((i = 0; i < 300; i++)); do
+    d=$(q_list_digest "$1" 2>/dev/null || true)
     [[ -n $d ]] && { echo "$d"; return 0; }
     sleep 0.1
   done
   return 1
 }
-P1=$(free_or 5000)
-"$DOCKER" run -d --name gen1 --network=host quinistry:latest --addr "127.0.0.1:$P1" >/dev/null
-check "generation 1 (docker load, port $P1) serves the same list digest" [ "$(gen_wait "$P1")" == "$WANT" ]
-P2=$(free_or 5001)
+# run_gen NAME PORT IMAGE: docker run -d -p 127.0.0.1:PORT:8080 IMAGE, as the README says, and nothing
+# else: the image's own entrypoint and default :8080. Checks the run and that the container runs.
+run_gen() {
+  local id
+  id=$("$DOCKER" run -d --name "$1" -p "127.0.0.1:$2:8080" "$3" 2>"$Q_TMP/$1.run") || { echo "  docker run: $(cat "$Q_TMP/$1.run")"; return 1; }
+  [[ $id =~ ^[0-9a-f]{64}$ ]] || { echo "  docker run printed '$id'"; return 1; }
+  [[ $("$DOCKER" inspect -f '{{.State.Running}} {{.NetworkSettings.IPAddress}}' "$id") == "true $SUBNET."* ]] ||
+    { echo "  $("$DOCKER" inspect -f '{{.State.Status}} {{.NetworkSettings.IPAddress}}' "$id"); $("$DOCKER" logs "$id" 2>&1 | tail -3)"; return 1; }
+}
+# free_port: a port nothing listens on, from the kernel.
+free_port() { "$REGAUTH" port; }
+P1=$(free_port)
+check "generation 1: docker run -d -p 127.0.0.1:$P1:8080 quinistry:latest starts a running container on $BR" run_gen gen1 "$P1" quinistry:latest
+check "generation 1 (docker load, published on $P1) serves the same list digest" [ "$(wait_list "127.0.0.1:$P1")" == "$WANT" ]
+check "generation 1 logs that it listens on :8080 inside its container" bash -c "'$DOCKER' logs gen1 2>&1 | grep -q 'msg=ready addr=\[::\]:8080'"
+P2=$(free_port)
 check "generation 2 pulled from localhost:$P1" bash -c "'$DOCKER' pull -q 'localhost:$P1/quinistry:latest' >/dev/null"
-"$DOCKER" run -d --name gen2 --network=host "localhost:$P1/quinistry:latest" --addr "127.0.0.1:$P2" >/dev/null
-check "generation 2 (port $P2) serves the same list digest" [ "$(gen_wait "$P2")" == "$WANT" ]
+check "generation 2: docker run -d -p 127.0.0.1:$P2:8080 localhost:$P1/quinistry:latest" run_gen gen2 "$P2" "localhost:$P1/quinistry:latest"
+check "generation 2 (published on $P2) serves the same list digest" [ "$(wait_list "127.0.0.1:$P2")" == "$WANT" ]
 check "generation 3 pulled from localhost:$P2" bash -c "'$DOCKER' pull -q 'localhost:$P2/quinistry:latest' >/dev/null"
 check "generation 3's repo digest is the same list digest" bash -c \
   "'$DOCKER' image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' 'localhost:$P2/quinistry:latest' | grep -qx 'localhost:$P2/quinistry@$WANT'"
-P3=$("$REGAUTH" port)
-"$DOCKER" run -d --name gen3 --network=host "localhost:$P2/quinistry:latest" --addr "127.0.0.1:$P3" >/dev/null
-check "generation 3 (port $P3) serves the same list digest" [ "$(gen_wait "$P3")" == "$WANT" ]
+P3=$(free_port)
+check "generation 3: docker run -d -p 127.0.0.1:$P3:8080 localhost:$P2/quinistry:latest" run_gen gen3 "$P3" "localhost:$P2/quinistry:latest"
+check "generation 3 (published on $P3) serves the same list digest" [ "$(wait_list "127.0.0.1:$P3")" == "$WANT" ]
+check "bad input: docker run -d of an image that is not there fails, and says so" \
+  eval '! "$DOCKER" run -d --name nogen "localhost:$P3/quinistry:nope" >/dev/null 2>"$Q_TMP/nogen.err" && grep -q "manifest unknown" "$Q_TMP/nogen.err"'
+
+# --- an OCI-format image, exported or pushed, then loaded or pulled and run with no flag at all,
+# serves the digest that was exported or pushed: the image carries its format.
+OCI_EXPORTED=$("$Q" export --format oci --tag oci --tar "$Q_TMP/oci.tar" 2>/dev/null)
+check "oci export: docker load names it quinistry:oci" bash -c "'$DOCKER' load -i '$Q_TMP/oci.tar' | grep -qx 'Loaded image: quinistry:oci'"
+P4=$(free_port)
+check "oci export: docker run -d -p 127.0.0.1:$P4:8080 quinistry:oci" run_gen oci-loaded "$P4" quinistry:oci
+check "oci export: the loaded image, run plainly, serves the exported OCI index $OCI_EXPORTED" \
+  [ "$(wait_list "127.0.0.1:$P4")" == "$OCI_EXPORTED" ]
+OCI_PUSHED=$("$Q" push --insecure --format oci "$OPEN/team/quinistry:oci-run" 2>/dev/null)
+check "oci push: the pushed digest is the exported one ($OCI_PUSHED)" [ "$OCI_PUSHED" == "$OCI_EXPORTED" ]
+check "oci push: docker pull of the pushed OCI image" bash -c "'$DOCKER' pull -q '$OPEN/team/quinistry:oci-run' >/dev/null"
+P5=$(free_port)
+check "oci push: docker run -d -p 127.0.0.1:$P5:8080 $OPEN/team/quinistry:oci-run" run_gen oci-pulled "$P5" "$OPEN/team/quinistry:oci-run"
+check "oci push: the pulled image, run plainly, serves the pushed OCI index $OCI_PUSHED" \
+  [ "$(wait_list "127.0.0.1:$P5")" == "$OCI_PUSHED" ]
+
+# --- clean up, and check that nothing is left
+cleanup
+trap - EXIT
+check "cleanup: no process started here is left ($(pgrep -f -- "$Q_TMP" | wc -l) naming the temp dir, $(pgrep -fc -- "docker-proxy .*-host-port ($P1|$P2|$P3|$P4|$P5) " || true) docker-proxy)" \
+  eval '! pgrep -f -- "$Q_TMP" >/dev/null && ! pgrep -f -- "docker-proxy .*-host-port ($P1|$P2|$P3|$P4|$P5) " >/dev/null'
+check "cleanup: bridge $BR and its subnet $SUBNET.0/24 are gone" eval '! ip link show "$BR" >/dev/null 2>&1 && ! ip route | grep -q "^$SUBNET\."'
+check "cleanup: no mount under the temp dir, and the temp dir is gone" eval '! grep -qF "$Q_TMP" /proc/self/mountinfo && [ ! -e "$Q_TMP" ]'
+check "cleanup: nothing listens on the generations' ports" eval '! ss -Hltn | grep -qE ":($P1|$P2|$P3|$P4|$P5) "'
 
 checks_done e2e-travel

@@ -20,6 +20,9 @@ type exportConfig struct {
 	LayoutDir string
 	TarFile   string
 	Platform  crossbuild.Platform
+	// PlatformSet is true when --platform was given: then the image must
+	// have that platform.
+	PlatformSet bool
 }
 
 // parseExportFlags reads the export command's flags.
@@ -33,6 +36,9 @@ func parseExportFlags(args []string, stderr io.Writer) (exportConfig, error) {
 	packFlags := addPackFlags(fs)
 	platform := fs.String("platform", crossbuild.Current().String(), "platform the tar's docker-save manifest.json points at")
 	if err := parseFlags(fs, args, stderr, "usage: quinistry export (--oci-layout DIR | --tar FILE) [flags]"); err != nil {
+		return exportConfig{}, err
+	}
+	if err := setFromEnv(fs, packFlagNames...); err != nil {
 		return exportConfig{}, err
 	}
 	if fs.NArg() > 0 {
@@ -49,6 +55,7 @@ func parseExportFlags(args []string, stderr io.Writer) (exportConfig, error) {
 	if cfg.Platform, err = crossbuild.ParsePlatform(*platform); err != nil {
 		return cfg, usageError{err}
 	}
+	fs.Visit(func(f *flag.Flag) { cfg.PlatformSet = cfg.PlatformSet || f.Name == "platform" })
 	return cfg, checkNameTag(cfg.Name, cfg.Tag)
 }
 
@@ -65,6 +72,11 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	opts := export.Options{Name: cfg.Name, Tag: cfg.Tag, Platform: cfg.Platform}
 	if !hasPlatform(content, cfg.Platform) {
+		if cfg.PlatformSet {
+			return usageError{fmt.Errorf("export: --platform %s: the image has no such platform (it has %s)", cfg.Platform, imagePlatforms(content))}
+		}
+		// This machine's platform is not among --platforms: the tar's
+		// manifest.json points at the image a pull by tag would get.
 		opts.Platform = content.Default().Platform
 	}
 	if cfg.LayoutDir != "" {
@@ -84,6 +96,15 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintln(stdout, content.List.Digest)
 	}
 	return nil
+}
+
+// imagePlatforms lists the content's platforms, comma-separated.
+func imagePlatforms(c *index.Content) string {
+	ps := make([]crossbuild.Platform, len(c.Images))
+	for i, img := range c.Images {
+		ps[i] = img.Platform
+	}
+	return crossbuild.Join(ps)
 }
 
 // hasPlatform reports whether the content holds an image for p.

@@ -1,10 +1,17 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -35,6 +42,54 @@ func TestExportFlagErrors(t *testing.T) {
 	}
 }
 
+// TestExportUnknownPlatform checks that a --platform the image does not
+// have is a usage error (exit 2) naming what it has, and writes nothing.
+func TestExportUnknownPlatform(t *testing.T) {
+	other := "linux/arm64"
+	if runtime.GOARCH == "arm64" {
+		other = "linux/amd64"
+	}
+	tarFile := filepath.Join(t.TempDir(), "q.tar")
+	var stdout bytes.Buffer
+	err := run(context.Background(), []string{"export", "--siblings", t.TempDir(), "--tar", tarFile, "--platform", other}, &stdout, &bytes.Buffer{})
+	require.Error(t, err)
+	assert.ErrorAs(t, err, new(usageError))
+	assert.Equal(t, "export: --platform "+other+": the image has no such platform (it has linux/"+runtime.GOARCH+")", err.Error())
+	assert.Empty(t, stdout.String())
+	_, serr := os.Stat(tarFile)
+	assert.True(t, errors.Is(serr, os.ErrNotExist), "no tar written")
+}
+
+// layoutDescriptor is the part of a descriptor the checks read.
+type layoutDescriptor struct {
+	MediaType   string `json:"mediaType"`
+	Digest      string `json:"digest"`
+	Size        int64  `json:"size"`
+	Platform    *struct{ Architecture, OS string }
+	Annotations map[string]string `json:"annotations"`
+}
+
+// readTar returns a tar's regular files by name; it fails on duplicates.
+func readTar(t *testing.T, data []byte) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{}
+	tr := tar.NewReader(bytes.NewReader(data))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return files
+		}
+		require.NoError(t, err)
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		b, err := io.ReadAll(tr)
+		require.NoError(t, err)
+		require.NotContains(t, files, h.Name, "duplicate entry")
+		files[h.Name] = b
+	}
+}
+
 func TestExport(t *testing.T) {
 	dir := t.TempDir()
 	tarFile := filepath.Join(dir, "q.tar")
@@ -42,12 +97,86 @@ func TestExport(t *testing.T) {
 	err := run(context.Background(), []string{"export", "--siblings", t.TempDir(), "--tar", tarFile, "--oci-layout", filepath.Join(dir, "layout")}, &stdout, &bytes.Buffer{})
 	require.NoError(t, err)
 	listDigest := strings.TrimSpace(stdout.String())
-	assert.Regexp(t, `^sha256:[0-9a-f]{64}$`, listDigest)
+	require.Regexp(t, `^sha256:[0-9a-f]{64}$`, listDigest)
 	_, err = os.Stat(filepath.Join(dir, "layout", "blobs", "sha256", strings.TrimPrefix(listDigest, "sha256:")))
 	assert.NoError(t, err, "the list is in the layout")
-	fi, err := os.Stat(tarFile)
+
+	data, err := os.ReadFile(tarFile)
 	require.NoError(t, err)
-	assert.Positive(t, fi.Size())
+	files := readTar(t, data)
+
+	// Every blob is stored under its own digest, hashed here.
+	blobs := 0
+	for name, b := range files {
+		if !strings.HasPrefix(name, "blobs/") {
+			continue
+		}
+		blobs++
+		sum := sha256.Sum256(b)
+		assert.Equal(t, "blobs/sha256/"+hex.EncodeToString(sum[:]), name)
+	}
+	blob := func(d string) []byte {
+		b, ok := files["blobs/sha256/"+strings.TrimPrefix(d, "sha256:")]
+		require.True(t, ok, "blob %s is in the tar", d)
+		return b
+	}
+
+	assert.JSONEq(t, `{"imageLayoutVersion":"1.0.0"}`, string(files["oci-layout"]))
+
+	// index.json names the list by the printed digest, with the names
+	// docker and containerd load it under.
+	var idx struct {
+		SchemaVersion int                `json:"schemaVersion"`
+		MediaType     string             `json:"mediaType"`
+		Manifests     []layoutDescriptor `json:"manifests"`
+	}
+	require.NoError(t, json.Unmarshal(files["index.json"], &idx))
+	assert.Equal(t, 2, idx.SchemaVersion)
+	assert.Equal(t, "application/vnd.oci.image.index.v1+json", idx.MediaType)
+	require.Len(t, idx.Manifests, 1)
+	ref := idx.Manifests[0]
+	assert.Equal(t, listDigest, ref.Digest)
+	assert.Equal(t, map[string]string{"io.containerd.image.name": "docker.io/library/quinistry:latest", "org.opencontainers.image.ref.name": "latest"}, ref.Annotations)
+	listData := blob(ref.Digest)
+	assert.Equal(t, int64(len(listData)), ref.Size)
+	var list struct {
+		MediaType string             `json:"mediaType"`
+		Manifests []layoutDescriptor `json:"manifests"`
+	}
+	require.NoError(t, json.Unmarshal(listData, &list))
+	assert.Equal(t, list.MediaType, ref.MediaType, "index.json gives the list's own media type")
+	require.Len(t, list.Manifests, 1, "only the running binary's platform")
+	require.NotNil(t, list.Manifests[0].Platform)
+	assert.Equal(t, runtime.GOARCH, list.Manifests[0].Platform.Architecture)
+
+	// manifest.json points at this platform's config and layers.
+	var image struct {
+		Config layoutDescriptor   `json:"config"`
+		Layers []layoutDescriptor `json:"layers"`
+	}
+	require.NoError(t, json.Unmarshal(blob(list.Manifests[0].Digest), &image))
+	wantLayers := []string{}
+	for _, l := range image.Layers {
+		wantLayers = append(wantLayers, "blobs/sha256/"+strings.TrimPrefix(l.Digest, "sha256:"))
+		assert.Equal(t, l.Size, int64(len(blob(l.Digest))))
+	}
+	assert.Equal(t, image.Config.Size, int64(len(blob(image.Config.Digest))))
+	var legacy []struct {
+		Config   string
+		RepoTags []string
+		Layers   []string
+	}
+	require.NoError(t, json.Unmarshal(files["manifest.json"], &legacy))
+	require.Len(t, legacy, 1)
+	assert.Equal(t, "blobs/sha256/"+strings.TrimPrefix(image.Config.Digest, "sha256:"), legacy[0].Config)
+	assert.Equal(t, []string{"quinistry:latest"}, legacy[0].RepoTags)
+	assert.Equal(t, wantLayers, legacy[0].Layers)
+	assert.Equal(t, 3+len(image.Layers), blobs, "the list, the manifest, the config and the layers, no more")
+
+	// --tar - writes the same bytes to standard output, and no digest.
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"export", "--siblings", t.TempDir(), "--tar", "-"}, &out, &bytes.Buffer{}))
+	assert.True(t, bytes.Equal(data, out.Bytes()), "--tar - writes the tar --tar FILE writes")
 
 	err = run(context.Background(), []string{"export", "--siblings", t.TempDir(), "--tar", "/dev/full"}, &bytes.Buffer{}, &bytes.Buffer{})
 	require.Error(t, err)

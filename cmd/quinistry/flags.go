@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,7 +23,15 @@ type packConfig struct {
 	Format    index.Format
 	Siblings  string
 	Platforms []crossbuild.Platform
+	// Created is SOURCE_DATE_EPOCH as a time, or nil when it is not set.
+	Created *time.Time
 }
+
+// packFlagNames are the flags that choose the image. Every command reads
+// them from their QUINISTRY_* environment variables too, so that a
+// container of an image that carries them (see imageEnv) packs that image
+// again, whichever command it runs.
+var packFlagNames = []string{"format", "siblings", "platforms"}
 
 // packFlags are the flags behind a packConfig.
 type packFlags struct{ format, siblings, platforms *string }
@@ -35,7 +45,7 @@ func addPackFlags(fs *flag.FlagSet) packFlags {
 	}
 }
 
-// config checks the flags' values.
+// config checks the flags' values and reads SOURCE_DATE_EPOCH.
 func (p packFlags) config() (packConfig, error) {
 	cfg := packConfig{Siblings: *p.siblings}
 	var err error
@@ -47,7 +57,73 @@ func (p packFlags) config() (packConfig, error) {
 			return cfg, usageError{err}
 		}
 	}
+	if cfg.Created, err = sourceDateEpoch(); err != nil {
+		return cfg, usageError{err}
+	}
 	return cfg, nil
+}
+
+// options are the index options that pack this configuration's image.
+func (c packConfig) options() index.Options {
+	return index.Options{Format: c.Format, Created: c.Created, Env: c.imageEnv()}
+}
+
+// imageEnv is the environment, beyond PATH, that the image's configs carry:
+// every setting that changes the image's bytes and differs from the
+// default, under the name quinistry reads it from. A container started as
+// the image says (its entrypoint and the config's Env) therefore packs the
+// very same image. The environment rather than Cmd carries them because
+// `docker run IMAGE ARGS` and a Kubernetes container's args replace Cmd but
+// keep the image's Env, and a flag given on the command line still beats
+// its variable.
+//
+// The platforms need no carrier: a container holds exactly the binaries
+// that were packed, and finds them all. The siblings directory, name, tag
+// and address change only where the image is found or served.
+func (c packConfig) imageEnv() []string {
+	var env []string
+	if c.Format != "" && c.Format != index.Docker {
+		env = append(env, envName("format")+"="+string(c.Format))
+	}
+	if c.Created != nil {
+		env = append(env, "SOURCE_DATE_EPOCH="+strconv.FormatInt(c.Created.Unix(), 10))
+	}
+	return env
+}
+
+// sourceDateEpoch reads SOURCE_DATE_EPOCH, the reproducible-builds way to
+// set a creation time, or returns nil when it is not set.
+func sourceDateEpoch() (*time.Time, error) {
+	v := os.Getenv("SOURCE_DATE_EPOCH")
+	if v == "" {
+		return nil, nil
+	}
+	secs, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || secs < 0 {
+		return nil, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want a non-negative number of seconds", v)
+	}
+	t := time.Unix(secs, 0).UTC()
+	return &t, nil
+}
+
+// setFromEnv sets each of the named flags (every flag when names is empty)
+// that args did not give from its environment variable, when that is set
+// and not empty.
+func setFromEnv(fs *flag.FlagSet, names ...string) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil || given[f.Name] || (len(names) > 0 && !slices.Contains(names, f.Name)) {
+			return
+		}
+		if v := os.Getenv(envName(f.Name)); v != "" {
+			if setErr := f.Value.Set(v); setErr != nil {
+				err = usageError{fmt.Errorf("%s: %v", envName(f.Name), setErr)}
+			}
+		}
+	})
+	return err
 }
 
 // checkNameTag checks the repository name and tag an image is given.
@@ -109,18 +185,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	if fs.NArg() > 0 {
 		return serveConfig{}, usageError{fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))}
 	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		if v, ok := os.LookupEnv(envName(f.Name)); ok && !given[f.Name] && envErr == nil {
-			if err := f.Value.Set(v); err != nil {
-				envErr = usageError{fmt.Errorf("%s: %v", envName(f.Name), err)}
-			}
-		}
-	})
-	if envErr != nil {
-		return serveConfig{}, envErr
+	if err := setFromEnv(fs); err != nil {
+		return serveConfig{}, err
 	}
 
 	cfg := serveConfig{Addr: *addr, Name: *name, Tag: *tag, LogFormat: *logFormat, ShutdownTimeout: *shutdownTimeout, MaxStreams: *maxStreams, StallTimeout: *stallTimeout, TLSCert: *tlsCert, TLSKey: *tlsKey}

@@ -11,16 +11,26 @@ import (
 // flushEvery, so that a busy server does not pay a write system call for
 // every access-log line. Close writes out what is left.
 type logBuffer struct {
-	mu   sync.Mutex
-	w    *bufio.Writer
-	stop chan struct{}
-	done chan struct{}
+	mu    sync.Mutex
+	w     *bufio.Writer
+	ticks <-chan time.Time
+	stop  chan struct{}
+	done  chan struct{}
 }
 
 const flushEvery = 100 * time.Millisecond
 
+// newLogBuffer returns a buffer that flushes to w every flushEvery.
 func newLogBuffer(w io.Writer) *logBuffer {
-	b := &logBuffer{w: bufio.NewWriterSize(w, 64<<10), stop: make(chan struct{}), done: make(chan struct{})}
+	t := time.NewTicker(flushEvery)
+	b := newLogBufferTicks(w, t.C)
+	go func() { <-b.done; t.Stop() }()
+	return b
+}
+
+// newLogBufferTicks returns a buffer that flushes to w on every tick.
+func newLogBufferTicks(w io.Writer, ticks <-chan time.Time) *logBuffer {
+	b := &logBuffer{w: bufio.NewWriterSize(w, 64<<10), ticks: ticks, stop: make(chan struct{}), done: make(chan struct{})}
 	go b.flushLoop()
 	return b
 }
@@ -40,11 +50,9 @@ func (b *logBuffer) Write(p []byte) (int, error) {
 
 func (b *logBuffer) flushLoop() {
 	defer close(b.done)
-	t := time.NewTicker(flushEvery)
-	defer t.Stop()
 	for {
 		select {
-		case <-t.C:
+		case <-b.ticks:
 			b.flush()
 		case <-b.stop:
 			b.flush()

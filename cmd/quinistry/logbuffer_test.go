@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -41,4 +42,38 @@ func TestLogBufferKeepsLinesWholeAndInOrder(t *testing.T) {
 	for _, w := range out.writes {
 		assert.True(t, strings.HasSuffix(w, "\n"), "every write ends a line")
 	}
+}
+
+func (w *lockedWriter) all() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.writes...)
+}
+
+// TestLogBufferFlushesOnEveryTick checks that buffered lines go out at the
+// next tick, with no Close and far below the buffer's size, and that
+// nothing goes out between ticks. The loop takes one tick at a time, so
+// when a second tick has been taken the flush for the first is done.
+// newLogBuffer ticks every flushEvery, the README's "at least every 100 ms".
+func TestLogBufferFlushesOnEveryTick(t *testing.T) {
+	require.Equal(t, 100*time.Millisecond, flushEvery)
+	out := &lockedWriter{}
+	ticks := make(chan time.Time)
+	b := newLogBufferTicks(out, ticks)
+	defer b.Close()
+
+	_, err := b.Write([]byte("one\n"))
+	require.NoError(t, err)
+	ticks <- time.Time{} // taken: the loop is not busy, so no write can be in progress
+	ticks <- time.Time{}
+	assert.Equal(t, []string{"one\n"}, out.all(), "the line went out at the tick")
+
+	_, err = b.Write([]byte("two\n"))
+	require.NoError(t, err)
+	_, err = b.Write([]byte("three\n"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"one\n"}, out.all(), "nothing goes out between ticks")
+	ticks <- time.Time{}
+	ticks <- time.Time{}
+	assert.Equal(t, []string{"one\n", "two\nthree\n"}, out.all(), "lines of one tick go out together")
 }

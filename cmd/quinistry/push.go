@@ -56,6 +56,9 @@ func parsePushFlags(args []string, stderr io.Writer) (pushConfig, error) {
 		positional = append(positional, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
+	if err := setFromEnv(fs, packFlagNames...); err != nil {
+		return pushConfig{}, err
+	}
 	switch len(positional) {
 	case 0:
 		return pushConfig{}, usageError{errors.New("push: give the reference to push to, such as registry.example.com/team/quinistry:v1")}

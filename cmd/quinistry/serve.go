@@ -238,26 +238,7 @@ func pack(ctx context.Context, cfg packConfig, log *slog.Logger) (*index.Content
 	if err != nil {
 		return nil, err
 	}
-	created, err := sourceDateEpoch()
-	if err != nil {
-		return nil, err
-	}
-	return index.Build(ctx, bins, index.Options{Format: cfg.Format, Created: created})
-}
-
-// sourceDateEpoch reads SOURCE_DATE_EPOCH, the reproducible-builds way to
-// set a creation time, or returns nil when it is not set.
-func sourceDateEpoch() (*time.Time, error) {
-	v := os.Getenv("SOURCE_DATE_EPOCH")
-	if v == "" {
-		return nil, nil
-	}
-	secs, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || secs < 0 {
-		return nil, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want a non-negative number of seconds", v)
-	}
-	t := time.Unix(secs, 0).UTC()
-	return &t, nil
+	return index.Build(ctx, bins, cfg.options())
 }
 
 // newLogger returns a text or JSON logger on w.

@@ -7,7 +7,9 @@
 # Use "$DOCKER" rather than docker: the CLI 28 at /usr/local/bin, not Debian's older /usr/bin/docker.
 # Typical use: dockerd_start "$tmp/docker"; trap 'binfmt_arm64_off; dockerd_stop "$tmp/docker"' EXIT
 # Tuning: DOCKERD_STORAGE_DRIVER (default vfs, works on any backing fs; overlay2 works here too, no faster
-# for small images), DOCKERD_TIMEOUT (seconds to wait for the daemon, default 30).
+# for small images), DOCKERD_TIMEOUT (seconds to wait for the daemon, default 30), DOCKERD_BRIDGE (a
+# bridge the caller made and addressed: containers get their own network on it and -p publishes ports
+# through docker-proxy; default none, host networking only).
 
 DOCKER=/usr/local/bin/docker
 [[ -x $DOCKER ]] || DOCKER=docker
@@ -16,8 +18,8 @@ export DOCKER
 dockerd_start() {
   local dir=${1:?usage: dockerd_start DIR} pid i
   mkdir -p "$dir" && dir=$(cd "$dir" && pwd) || return 1
-  dockerd --storage-driver="${DOCKERD_STORAGE_DRIVER:-vfs}" --iptables=false --ip6tables=false \
-    --bridge=none --host="unix://$dir/docker.sock" --data-root="$dir/data" --exec-root="$dir/exec" \
+  dockerd --storage-driver="${DOCKERD_STORAGE_DRIVER:-vfs}" --iptables=false --ip6tables=false --ip-masq=false \
+    --bridge="${DOCKERD_BRIDGE:-none}" --host="unix://$dir/docker.sock" --data-root="$dir/data" --exec-root="$dir/exec" \
     --pidfile="$dir/dockerd.pid" >"$dir/dockerd.log" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$dir/dockerd.ours"
