@@ -22,6 +22,7 @@ if [[ -n ${KEEP_LOGS:-} ]]; then mkdir -p "$KEEP_LOGS" && CLUSTER_KEEP_LOGS=$(cd
 REG_PID=
 DOWN=
 cleanup() {
+  set +e
   q_stop_all
   [[ -n $REG_PID ]] && { kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null; }
   [[ -n $DOWN ]] || cluster_down
@@ -49,15 +50,6 @@ q_start origin-oci "$Q" --addr 127.0.0.1:0 --format oci
 WANT=$(q_list_digest "${Q_ADDR[origin]}")
 WANT_OCI=$(q_list_digest "${Q_ADDR[origin-oci]}")
 q_stop_all
-
-# --- the cluster: control plane and node1 in the cluster's namespace
-cluster_init "$Q_TMP/cluster"
-t0=$(date +%s.%N)
-cluster_up node1 node2 || fatal "control plane up (logs: $CLUSTER_DIR/logs)"
-node_up node1 1 || fatal "node1 up (logs: $CLUSTER_DIR/logs)"
-UP=$(since "$t0")
-check "cluster: apiserver, controllers, scheduler and node1 Ready in ${UP}s; node reports $(kc get node node1 -o jsonpath='{.status.nodeInfo.kubeletVersion} {.status.nodeInfo.containerRuntimeVersion}')" \
-  [ "$(kc get node node1 -o jsonpath='{.status.nodeInfo.kubeletVersion}')" == "$KUBE_VERSION" ]
 
 # pod NODE COMPONENT: the name of the component's pod on NODE (not one being deleted)
 pod() {
@@ -92,6 +84,15 @@ wait_gone() {
   return 1
 }
 
+# --- the cluster: control plane and node1 in the cluster's namespace
+cluster_init "$Q_TMP/cluster"
+t0=$(date +%s.%N)
+cluster_up node1 node2 || fatal "control plane up (logs: $CLUSTER_DIR/logs)"
+node_up node1 1 || fatal "node1 up (logs: $CLUSTER_DIR/logs)"
+UP=$(since "$t0")
+check "cluster: apiserver, controllers, scheduler and node1 Ready in ${UP}s; node reports $(kc get node node1 -o jsonpath='{.status.nodeInfo.kubeletVersion} {.status.nodeInfo.containerRuntimeVersion}')" \
+  [ "$(kc get node node1 -o jsonpath='{.status.nodeInfo.kubeletVersion}')" == "$KUBE_VERSION" ]
+
 # --- bootstrap 1: through a registry (a CNCF registry v3.1.2 inside the cluster's namespace)
 REG_PORT=$((20000 + RANDOM % 20000))
 mkdir -p "$Q_TMP/registry"
@@ -101,7 +102,7 @@ log: {level: warn, accesslog: {disabled: true}}
 storage: {filesystem: {rootdirectory: $Q_TMP/registry/data}}
 http: {addr: 127.0.0.1:$REG_PORT}
 EOF
-in_ns registry serve "$Q_TMP/registry/config.yml" >"$Q_TMP/registry/log" 2>&1 &
+nsenter --net="/run/netns/$CLUSTER_NS" registry serve "$Q_TMP/registry/config.yml" >"$Q_TMP/registry/log" 2>&1 &
 REG_PID=$!
 _cl_wait 20 registry in_ns curl -fs "http://127.0.0.1:$REG_PORT/v2/" || fatal "registry up: $(cat "$Q_TMP/registry/log")"
 REF=localhost:$REG_PORT/team/quinistry

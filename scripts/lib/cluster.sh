@@ -205,7 +205,7 @@ cluster_up() {
   _cl_wait 60 kube-apiserver kc get --raw /readyz || return 1
 
   _cl_start kube-controller-manager "$CLUSTER_NS" "$KUBE_BIN/kube-controller-manager" \
-    --kubeconfig="$d/controller-manager.kubeconfig" --controllers='*,-nodeipam' --leader-elect=false \
+    --kubeconfig="$d/controller-manager.kubeconfig" --controllers='*,-nodeipam' --leader-elect=false --use-service-account-credentials=true \
     --service-account-private-key-file="$d/pki/sa.key" --root-ca-file="$d/pki/ca.crt" \
     --bind-address=127.0.0.1 --secure-port=10257 --profiling=false
   _cl_start kube-scheduler "$CLUSTER_NS" "$KUBE_BIN/kube-scheduler" \
@@ -346,7 +346,10 @@ _cl_node_quiet() {
 }
 
 cluster_down() {
-  local n p c m ns s
+  local n p c m ns s errexit=0
+  # best effort to the end, whatever fails on the way (also when called from an EXIT trap under set -e)
+  [[ $- == *e* ]] && errexit=1
+  set +e
   if [[ -n ${CLUSTER_PID[kube-apiserver]:-} ]]; then
     kc delete daemonsets,deployments,pods --all --wait=false >/dev/null 2>&1 || true
     for n in "${CLUSTER_NODES[@]}"; do
@@ -389,10 +392,14 @@ cluster_down() {
   if [[ -n ${CLUSTER_KEEP_LOGS:-} ]]; then cp -r "$CLUSTER_DIR/logs/." "$CLUSTER_KEEP_LOGS/" 2>/dev/null; fi
   [[ -n ${CLUSTER_DIR:-} && $CLUSTER_DIR != / ]] && rm -rf "$CLUSTER_DIR"
   CLUSTER_NODES=()
+  ((errexit)) && set -e
+  return 0
 }
 
 cluster_leftovers() {
-  local found=0 p s m
+  local found=0 p s m errexit=0
+  [[ $- == *e* ]] && errexit=1
+  set +e
   for p in $(pgrep -f -- "$CLUSTER_DIR/" 2>/dev/null); do
     [[ $p == "$$" || $p == "$BASHPID" ]] && continue
     echo "process $p: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-120)"; found=1
@@ -415,5 +422,6 @@ cluster_leftovers() {
       { echo "sysctl $s=$(sysctl -n "$s"), was ${CLUSTER_SYSCTL_WAS[$s]}"; found=1; }
   done
   [[ -e $CLUSTER_DIR ]] && { echo "directory $CLUSTER_DIR"; found=1; }
+  ((errexit)) && set -e
   ((found == 0))
 }
