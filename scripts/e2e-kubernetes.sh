@@ -54,12 +54,12 @@ q_stop_all
 # pod NODE COMPONENT: the name of the component's pod on NODE (not one being deleted)
 pod() {
   kc get pods -l "app.kubernetes.io/component=$2" --field-selector "spec.nodeName=$1" \
-    -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.metadata.deletionTimestamp}{"\n"}{end}' | awk 'NF == 1 {print; exit}'
+    -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.metadata.deletionTimestamp}{"\n"}{end}' | awk 'NF == 1 {print $1; exit}'
 }
 # since T0: seconds since T0 (date +%s.%N), one decimal
 since() { awk -v t0="$1" -v t="$(date +%s.%N)" 'BEGIN {printf "%.1f", t - t0}'; }
 # served_pull POD: containerd's request for the list is in the (parent) pod's log
-served_pull() { kc logs "$1" | grep '"path":"/v2/quinistry/manifests/latest"' | grep -q '"user_agent":"containerd/'; }
+served_pull() { kc logs "$1" 2>/dev/null | grep '"path":"/v2/quinistry/manifests/latest"' | grep -q '"user_agent":"containerd/'; }
 # pod_field NAME JSONPATH
 pod_field() { kc get pod "$1" -o jsonpath="{$2}"; }
 # task_pid NODE POD: the host PID of the pod's container
@@ -68,6 +68,8 @@ task_pid() {
   id=$(pod_field "$2" '.status.containerStatuses[0].containerID')
   node_ctr "$1" tasks ls | awk -v id="${id#containerd://}" '$1 == id {print $2}'
 }
+# ready OBJECT: the pod or node is Ready
+ready() { kc wait --for=condition=Ready "$1" --timeout=60s >/dev/null; }
 # rolled NAME: the DaemonSet has rolled out on every node
 rolled() { kc rollout status "ds/$1" --timeout=120s >/dev/null; }
 # pulled POD: the Pulled event message of POD
@@ -163,7 +165,7 @@ PROBES=$(kc get ds quinistry-parent -o jsonpath='{..readinessProbe.httpGet.path}
 probed() { # probed PATH: the kubelet's probe of PATH is in the parent's log (wait up to 40 s)
   local i
   for ((i = 0; i < 40; i++)); do
-    kc logs "$PARENT" | grep "\"path\":\"$1\"" | grep '"status":200' | grep -q '"user_agent":"kube-probe/' && return 0
+    kc logs "$PARENT" 2>/dev/null | grep "\"path\":\"$1\"" | grep '"status":200' | grep -q '"user_agent":"kube-probe/' && return 0
     sleep 1
   done
   return 1
@@ -178,7 +180,7 @@ check "no registry: the first bootstrap's pods are gone" wait_gone parent child
 kill "$REG_PID" && wait "$REG_PID" 2>/dev/null || true
 REG_PID=
 node_ctr node1 images rm "$REF:v1" localhost:5000/quinistry:latest >/dev/null
-"$Q" export --tar "$Q_TMP/q.tar" 2>"$Q_TMP/export.log" || fatal "quinistry export: $(cat "$Q_TMP/export.log")"
+"$Q" export --tar "$Q_TMP/q.tar" >/dev/null 2>"$Q_TMP/export.log" || fatal "quinistry export: $(cat "$Q_TMP/export.log")"
 IMPORTED=$(node_ctr node1 images import "$Q_TMP/q.tar" 2>&1 | xargs)
 check "no registry: ctr images import of quinistry export --tar: $IMPORTED" grep -q 'docker.io/library/quinistry:latest' <<<"$IMPORTED"
 overlay docker.io/library/quinistry latest
@@ -206,7 +208,7 @@ check "life: parent pod $PARENT deleted in ${GONE}s, well inside its 30 s grace 
   awk -v t="$GONE" 'BEGIN {exit !(t < 25)}'
 check "life: the DaemonSet replaced it" rolled quinistry-parent
 NEW=$(pod node1 parent)
-check "life: new parent pod $NEW is Ready" kc wait --for=condition=Ready "pod/$NEW" --timeout=60s
+check "life: new parent pod $NEW is Ready" ready "pod/$NEW"
 D5000=$(digest_at node1 5000)
 check "life: new parent serves $D5000" [ "$NEW" != "$PARENT" -a "$D5000" == "$WANT" ]
 check "life: the child is untouched: pod $CHILD uid $(pod_field "$CHILD" .metadata.uid), restarts $(pod_field "$CHILD" '.status.containerStatuses[0].restartCount')" \
@@ -288,7 +290,7 @@ node_containerd_up node2 2 "${CLUSTER_NODE_NS[node2]}" || fatal "node2's contain
 node_ctr node2 images import "$Q_TMP/q.tar" >/dev/null
 node_kubelet_up node2 2 "${CLUSTER_NODE_NS[node2]}" "$ADDR2" || fatal "node2 Ready (logs: $CLUSTER_DIR/logs)"
 check "two nodes: node2 ($ADDR2, namespace ${CLUSTER_NODE_NS[node2]}) joined the apiserver at $CLUSTER_API and is Ready" \
-  kc wait --for=condition=Ready node/node2 --timeout=30s
+  ready node/node2
 check "two nodes: parent DaemonSet rolled out on both" rolled quinistry-parent
 check "two nodes: child DaemonSet rolled out on both" rolled quinistry-child
 for c in parent child; do

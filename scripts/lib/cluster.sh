@@ -198,6 +198,7 @@ cluster_up() {
     --cert-dir="$d/pki" --tls-cert-file="$d/pki/apiserver.crt" --tls-private-key-file="$d/pki/apiserver.key" \
     --client-ca-file="$d/pki/ca.crt" --token-auth-file="$d/tokens.csv" \
     --kubelet-client-certificate="$d/pki/kubelet-client.crt" --kubelet-client-key="$d/pki/kubelet-client.key" \
+    --kubelet-preferred-address-types=InternalIP \
     --authorization-mode=Node,RBAC --allow-privileged=true \
     --service-account-issuer=https://kubernetes.default.svc --service-account-key-file="$d/pki/sa.key" \
     --service-account-signing-key-file="$d/pki/sa.key" --service-cluster-ip-range="$CLUSTER_NET.128.0/24" \
