@@ -162,16 +162,20 @@ GRACE=$(pod_field "$PARENT" .spec.terminationGracePeriodSeconds)
 check "shutdown: the process runs '$CMDLINE' in a pod with terminationGracePeriodSeconds $GRACE" \
   bash -c "[[ '$CMDLINE' == *'--shutdown-timeout 25s'* && '$GRACE' == 30 ]]"
 PROBES=$(kc get ds quinistry-parent -o jsonpath='{..readinessProbe.httpGet.path} {..livenessProbe.httpGet.path}')
-probed() { # probed PATH: the kubelet's probe of PATH is in the parent's log (wait up to 40 s)
+# probed TYPE: the kubelet's own prober metrics count a successful TYPE probe of the parent pod
+# (quinistry does not log /readyz and /healthz); waits up to 40 s for the first liveness period
+probed() {
   local i
   for ((i = 0; i < 40; i++)); do
-    kc logs "$PARENT" 2>/dev/null | grep "\"path\":\"$1\"" | grep '"status":200' | grep -q '"user_agent":"kube-probe/' && return 0
+    kc get --raw /api/v1/nodes/node1/proxy/metrics/probes 2>/dev/null |
+      grep "^prober_probe_total{" | grep "pod=\"$PARENT\"" | grep "probe_type=\"$1\"" |
+      grep 'result="successful"' | awk '$NF > 0 {found = 1} END {exit !found}' && return 0
     sleep 1
   done
   return 1
 }
-check "probes: readiness and liveness on $PROBES; the kubelet's readiness probe got 200" probed /readyz
-check "probes: the kubelet's liveness probe got 200" probed /healthz
+check "probes: readiness and liveness on $PROBES; the kubelet's prober counts successful Readiness probes of $PARENT" probed Readiness
+check "probes: and successful Liveness probes" probed Liveness
 
 # --- bootstrap 2: no registry at all
 kc delete -f deploy/child.yaml --wait=false >/dev/null
