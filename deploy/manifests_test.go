@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -21,19 +22,24 @@ import (
 // validation does: an unknown field, a field spelt in another case, or a
 // duplicate key is an error.
 func decode(data []byte) (*appsv1.DaemonSet, error) {
-	j, err := yaml.YAMLToJSONStrict(data)
-	if err != nil {
-		return nil, err
-	}
 	var ds appsv1.DaemonSet
-	strict, err := kjson.UnmarshalStrict(j, &ds)
-	if err != nil {
+	if err := decodeInto(data, &ds); err != nil {
 		return nil, err
-	}
-	if len(strict) > 0 {
-		return nil, errors.Join(strict...)
 	}
 	return &ds, nil
+}
+
+// decodeInto decodes YAML into v as strictly as decode does.
+func decodeInto(data []byte, v any) error {
+	j, err := yaml.YAMLToJSONStrict(data)
+	if err != nil {
+		return err
+	}
+	strict, err := kjson.UnmarshalStrict(j, v)
+	if err != nil {
+		return err
+	}
+	return errors.Join(strict...)
 }
 
 func TestManifests(t *testing.T) {
@@ -82,12 +88,24 @@ func TestManifests(t *testing.T) {
 			assert.Equal(t, tt.hostPort, c.Ports[0].HostPort)
 			assert.Equal(t, corev1.ProtocolTCP, c.Ports[0].Protocol)
 
-			for name, probe := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
-				require.NotNil(t, probe, name)
-				require.NotNil(t, probe.HTTPGet, name)
-				assert.Equal(t, "/v2/", probe.HTTPGet.Path, name)
-				assert.Equal(t, c.Ports[0].Name, probe.HTTPGet.Port.String(), name)
+			// /v2/ blocks while quinistry packs; /readyz says when it is done, /healthz that it runs.
+			for _, p := range []struct {
+				name, path string
+				probe      *corev1.Probe
+			}{{"readiness", "/readyz", c.ReadinessProbe}, {"liveness", "/healthz", c.LivenessProbe}} {
+				require.NotNil(t, p.probe, p.name)
+				require.NotNil(t, p.probe.HTTPGet, p.name)
+				assert.Equal(t, p.path, p.probe.HTTPGet.Path, p.name)
+				assert.Equal(t, c.Ports[0].Name, p.probe.HTTPGet.Port.String(), p.name)
 			}
+
+			// The kubelet kills the container terminationGracePeriodSeconds after SIGTERM;
+			// quinistry's own --shutdown-timeout must end first, with a little room.
+			timeout := shutdownTimeout(t, c.Args)
+			require.NotNil(t, pod.TerminationGracePeriodSeconds)
+			grace := time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
+			assert.Less(t, timeout, grace, "--shutdown-timeout ends before the grace period")
+			assert.LessOrEqual(t, grace-timeout, 10*time.Second, "the grace period is --shutdown-timeout plus a few seconds")
 
 			sc := c.SecurityContext
 			require.NotNil(t, sc)
@@ -106,6 +124,69 @@ func TestManifests(t *testing.T) {
 			}
 		})
 	}
+}
+
+// shutdownTimeout returns the value of --shutdown-timeout in args (the flag
+// must be there: quinistry's default must not silently drift from the pod's
+// grace period).
+func shutdownTimeout(t *testing.T, args []string) time.Duration {
+	t.Helper()
+	for i, a := range args {
+		v, ok := strings.CutPrefix(a, "--shutdown-timeout=")
+		if a == "--shutdown-timeout" && i+1 < len(args) {
+			v, ok = args[i+1], true
+		}
+		if ok {
+			d, err := time.ParseDuration(v)
+			require.NoError(t, err)
+			return d
+		}
+	}
+	t.Fatalf("no --shutdown-timeout in args %q", args)
+	return 0
+}
+
+// kustomization is the part of a kustomize Kustomization that
+// kustomization.yaml uses; decoding it strictly catches a misspelt field.
+type kustomization struct {
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Resources  []string `json:"resources"`
+	Images     []struct {
+		Name    string `json:"name"`
+		NewName string `json:"newName"`
+		NewTag  string `json:"newTag"`
+	} `json:"images"`
+}
+
+// TestKustomization checks that kustomization.yaml is what `kubectl apply -k`
+// and `kustomize edit set image` need: the parent alone (the child comes once
+// the parent is ready), and an images entry naming the parent's image, which
+// as shipped leaves it unchanged.
+func TestKustomization(t *testing.T) {
+	data, err := os.ReadFile("kustomization.yaml")
+	require.NoError(t, err)
+	var k kustomization
+	require.NoError(t, decodeInto(data, &k))
+	assert.Equal(t, "kustomize.config.k8s.io/v1beta1", k.APIVersion)
+	assert.Equal(t, "Kustomization", k.Kind)
+	assert.Equal(t, []string{"parent.yaml"}, k.Resources)
+
+	parentData, err := os.ReadFile("parent.yaml")
+	require.NoError(t, err)
+	parent, err := decode(parentData)
+	require.NoError(t, err)
+	image := parent.Spec.Template.Spec.Containers[0].Image
+	name := image
+	if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
+		name = image[:i]
+	}
+	require.Len(t, k.Images, 1)
+	assert.Equal(t, name, k.Images[0].Name, "the entry kustomize edit set image finds")
+	assert.Equal(t, image, k.Images[0].NewName+":"+k.Images[0].NewTag, "as shipped, the image is parent.yaml's")
+
+	bad := strings.Replace(string(data), "newTag:", "newtag:", 1)
+	assert.Error(t, decodeInto([]byte(bad), &kustomization{}), "a misspelt field is caught")
 }
 
 // TestStrict checks that the decoding the manifests pass would catch a

@@ -2,6 +2,9 @@
 # install-kubernetes.sh: build the Kubernetes binaries the cluster tests run, from the Go module
 # proxy, at a pinned version, into $ROOT/.tools/kubernetes/<version>/<goarch>/ (git-ignored).
 # Idempotent: a second run finds the binaries and does nothing.
+# Also what the cluster needs besides (scripts/lib/cluster.sh): etcd from Debian's etcd-server,
+# unpacked privately into .tools/kubernetes/etcd/ (no service), and Debian's CNI plugins
+# (containernetworking-plugins, /usr/lib/cni) from apt. containerd and runc come with docker.io.
 #   KUBE_ARCHES   which GOARCHes to build (default: this machine's). arm64 builds only the kubelet.
 # k8s.io/kubernetes's go.mod replaces its 31 staging modules with ./staging/..., which the module
 # zip lacks, so the binaries are built from a throw-away module that requires k8s.io/kubernetes and
@@ -36,10 +39,37 @@ have_all() {
   for cmd in $(want "$arch"); do [[ -x $KUBE_DIR/$arch/$cmd ]] || return 1; done
 }
 
+ETCD_VERSION=3.4.23*
+CNI_VERSION=1.1.1*
+
+# --- etcd: Debian's etcd-server for this machine, unpacked privately
+source "$ROOT/scripts/lib/debs.sh"
+etcd_dir=$ROOT/.tools/kubernetes/etcd
+# shellcheck disable=SC2053  # the version is a glob on purpose
+if [[ $("$etcd_dir/usr/bin/etcd" --version 2>/dev/null | awk '/^etcd Version/ {print $3}') != $ETCD_VERSION ]]; then
+  echo "install-kubernetes: fetching etcd-server ($ETCD_VERSION) into $etcd_dir"
+  debs_fetch "$etcd_dir" bookworm "$(dpkg --print-architecture)" etcd-server >/dev/null
+fi
+
+# --- CNI plugins from apt, with no service started; flock: other installs run at the same time
+have=$(dpkg-query -W -f='${db:Status-Abbrev}${Version}' containernetworking-plugins 2>/dev/null || true)
+# shellcheck disable=SC2053
+if [[ $have != ii* || ${have#ii } != $CNI_VERSION ]]; then
+  echo "install-kubernetes: apt-get install containernetworking-plugins=$CNI_VERSION"
+  policy=/usr/sbin/policy-rc.d
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
+  DEBIAN_FRONTEND=noninteractive flock /var/lock/quinistry-apt.lock apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive flock /var/lock/quinistry-apt.lock \
+    apt-get install -y -qq --no-install-recommends "containernetworking-plugins=$CNI_VERSION" >/dev/null
+fi
+
 todo=()
 for arch in "${arches[@]}"; do have_all "$arch" || todo+=("$arch"); done
 if ((${#todo[@]} == 0)); then
-  echo "install-kubernetes: $KUBE_VERSION present for ${arches[*]}"
+  echo "install-kubernetes: $KUBE_VERSION present for ${arches[*]}; $("$etcd_dir/usr/bin/etcd" --version | head -1); CNI plugins $(dpkg-query -W -f='${Version}' containernetworking-plugins)"
   exit 0
 fi
 
