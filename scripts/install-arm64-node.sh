@@ -21,6 +21,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/scripts/lib/debs.sh"
+source "$ROOT/scripts/lib/apt.sh"
 NODE_SRC=$ROOT/scripts/arm64-node
 CACHE=${ARM64_NODE_CACHE:-$ROOT/.tools/arm64-node}
 SUITE=bookworm
@@ -42,23 +43,7 @@ log() { echo "install-arm64-node: $*" >&2; }
 die() { log "$*"; exit 1; }
 
 # --- host: qemu-system-aarch64 and cpio from apt
-missing=()
-for spec in "${HOST_PKGS[@]}"; do
-  have=$(dpkg-query -W -f='${db:Status-Abbrev}${Version}' "${spec%%=*}" 2>/dev/null || true)
-  # shellcheck disable=SC2053  # the version is a glob on purpose
-  [[ $have == ii* && ${have#ii } == ${spec#*=} ]] || missing+=("$spec")
-done
-if ((${#missing[@]})); then
-  log "apt-get install ${missing[*]}"
-  policy=/usr/sbin/policy-rc.d
-  if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
-    trap 'rm -f "$policy"' EXIT
-  fi
-  flock /var/lock/quinistry-apt.lock apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive flock /var/lock/quinistry-apt.lock \
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+apt_ensure install-arm64-node "${HOST_PKGS[@]}"
 
 # --- resolve versions. apt-cache reads the whole package list for each question (seconds each), so
 # the answers are kept beside the image cache until the lists are refreshed (once a day) or PKGS changes.

@@ -44,6 +44,7 @@ CNI_VERSION=1.1.1*
 
 # --- etcd: Debian's etcd-server for this machine, unpacked privately
 source "$ROOT/scripts/lib/debs.sh"
+source "$ROOT/scripts/lib/apt.sh"
 etcd_dir=$ROOT/.tools/kubernetes/etcd
 # shellcheck disable=SC2053  # the version is a glob on purpose
 if [[ $("$etcd_dir/usr/bin/etcd" --version 2>/dev/null | awk '/^etcd Version/ {print $3}') != $ETCD_VERSION ]]; then
@@ -52,19 +53,7 @@ if [[ $("$etcd_dir/usr/bin/etcd" --version 2>/dev/null | awk '/^etcd Version/ {p
 fi
 
 # --- CNI plugins from apt, with no service started; flock: other installs run at the same time
-have=$(dpkg-query -W -f='${db:Status-Abbrev}${Version}' containernetworking-plugins 2>/dev/null || true)
-# shellcheck disable=SC2053
-if [[ $have != ii* || ${have#ii } != $CNI_VERSION ]]; then
-  echo "install-kubernetes: apt-get install containernetworking-plugins=$CNI_VERSION"
-  policy=/usr/sbin/policy-rc.d
-  if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
-    trap 'rm -f "$policy"' EXIT
-  fi
-  DEBIAN_FRONTEND=noninteractive flock /var/lock/quinistry-apt.lock apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive flock /var/lock/quinistry-apt.lock \
-    apt-get install -y -qq --no-install-recommends "containernetworking-plugins=$CNI_VERSION" >/dev/null
-fi
+apt_ensure install-kubernetes "containernetworking-plugins=$CNI_VERSION"
 
 todo=()
 for arch in "${arches[@]}"; do have_all "$arch" || todo+=("$arch"); done

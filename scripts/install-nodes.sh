@@ -10,6 +10,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/scripts/lib/debs.sh"
+source "$ROOT/scripts/lib/apt.sh"
 DEST=${NODES_TOOLS:-$ROOT/.tools/nodes}
 
 QEMU_PKGS=(qemu-user=1:10.0*)
@@ -17,18 +18,8 @@ ARM64_PKGS=(containerd=1.6.20~ds1-1* runc=1.1.5+ds1-1* skopeo=1.9.3+ds1-1*
   libc6 libgcc-s1 libseccomp2 libgpgme11 libassuan0 libgpg-error0 libdevmapper1.02.1 libselinux1
   libpcre2-8-0 libudev1)
 
-# iproute2 (ip netns, veth, bridge) is not in every minimal Debian: install it when missing, under the shared
-# apt lock, with no service started by package scripts
-if ! command -v ip >/dev/null; then
-  echo "install-nodes: apt-get install iproute2"
-  policy=/usr/sbin/policy-rc.d
-  if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
-    trap 'rm -f "$policy"' EXIT
-  fi
-  flock /var/lock/quinistry-apt.lock apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive flock /var/lock/quinistry-apt.lock apt-get install -y -qq --no-install-recommends iproute2 >/dev/null
-fi
+# iproute2 (ip netns, veth, bridge) is not in every minimal Debian: install it when missing
+apt_ensure install-nodes iproute2
 
 # resolve SUITE ARCH SPEC...: NAME=VERSION for each spec, the version glob matched against the candidate.
 resolve() {

@@ -33,22 +33,8 @@ go_tool oras "$ORAS_VERSION" oras.land/oras/cmd/oras
 go_tool regctl "$REGCTL_VERSION" github.com/regclient/regclient/cmd/regctl
 
 # --- chromium from Debian, without starting any service
-missing=()
-for spec in "${APT_PKGS[@]}"; do
-  have=$(dpkg-query -W -f='${db:Status-Abbrev}${Version}' "${spec%%=*}" 2>/dev/null || true)
-  # shellcheck disable=SC2053  # the version part is a glob on purpose
-  [[ $have == ii* && ${have#ii } == ${spec#*=} ]] || missing+=("$spec")
-done
-if ((${#missing[@]})); then
-  echo "install-sbom: apt-get install ${missing[*]}"
-  policy=/usr/sbin/policy-rc.d
-  if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
-    trap 'rm -f "$policy"' EXIT
-  fi
-  flock /var/lock/quinistry-apt.lock apt-get update -qq
-  flock /var/lock/quinistry-apt.lock apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+source "$ROOT/scripts/lib/apt.sh"
+apt_ensure install-sbom "${APT_PKGS[@]}"
 
 # syft built by go install prints no version of its own: go version -m reads the module's
 echo "syft:        $(go version -m "$BIN/syft" | awk '$1=="mod"{print $3}')"

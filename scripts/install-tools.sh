@@ -20,26 +20,8 @@ export DEBIAN_FRONTEND=noninteractive GOBIN=$BIN GOFLAGS=-buildvcs=false GOTOOLC
 mkdir -p "$BIN"
 
 # --- apt: only update/install when a package is missing or not at the pinned version
-missing=()
-for spec in "${APT_PKGS[@]}"; do
-  name=${spec%%=*}
-  have=$(dpkg-query -W -f='${db:Status-Abbrev}${Version}' "$name" 2>/dev/null || true)
-  # shellcheck disable=SC2053  # the version part is a glob on purpose
-  if [[ $have != ii* ]] || { [[ $spec == *=* ]] && [[ ${have#ii } != ${spec#*=} ]]; }; then
-    missing+=("$spec")
-  fi
-done
-if ((${#missing[@]})); then
-  echo "install-tools: apt-get install ${missing[*]}"
-  # keep package scripts from starting a system-wide dockerd/containerd: we start our own
-  policy=/usr/sbin/policy-rc.d
-  if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
-    trap 'rm -f "$policy"' EXIT
-  fi
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+source "$ROOT/scripts/lib/apt.sh"
+apt_ensure install-tools "${APT_PKGS[@]}"
 
 # --- crane
 if [[ $("$BIN/crane" version 2>/dev/null) != "$CRANE_VERSION" ]]; then
