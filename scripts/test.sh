@@ -14,12 +14,12 @@ cd "$ROOT"
 start=$(date +%s)
 LOGS=$(mktemp -d)
 trap 'rm -rf "$LOGS"' EXIT
-STAGE_NAMES=() STAGE_PASSED=() STAGE_FAILED=() STAGE_OK=()
+STAGE_NAMES=() STAGE_PASSED=() STAGE_FAILED=() STAGE_OK=() STAGE_SECONDS=()
 
 # stage NAME CMD...: run CMD as one stage, its output shown (less the lines of Go tests that
 # passed) and kept; count what it ran and what failed, and record the stage's result.
 stage() {
-  local name=$1 log rc passed failed ok line
+  local name=$1 log rc passed failed ok line t0=$SECONDS
   shift
   log=$LOGS/${#STAGE_NAMES[@]}.log
   printf '\n=== %s\n' "$name"
@@ -42,7 +42,8 @@ stage() {
     ((failed > 0)) || failed=1 # it failed without saying what: count the stage itself
   fi
   STAGE_NAMES+=("$name") STAGE_PASSED+=("$passed") STAGE_FAILED+=("$failed") STAGE_OK+=("$ok")
-  printf '=== %s: %s (exit %d): %d passed, %d failed\n' "$name" "$( ((ok)) && echo PASS || echo FAIL)" "$rc" "$passed" "$failed"
+  STAGE_SECONDS+=($((SECONDS - t0)))
+  printf '=== %s: %s (exit %d, %d s): %d passed, %d failed\n' "$name" "$( ((ok)) && echo PASS || echo FAIL)" "$rc" "$((SECONDS - t0))" "$passed" "$failed"
 }
 
 # fuzz_all: every fuzz target for FUZZTIME executions; prints "fuzz: N passed, M failed" (targets).
@@ -91,7 +92,7 @@ for i in "${!STAGE_NAMES[@]}"; do
   else
     verdict=FAIL stages_failed=$((stages_failed + 1))
   fi
-  printf '%s %s: %d passed, %d failed\n' "$verdict" "${STAGE_NAMES[i]}" "${STAGE_PASSED[i]}" "${STAGE_FAILED[i]}"
+  printf '%s %s (%d s): %d passed, %d failed\n' "$verdict" "${STAGE_NAMES[i]}" "${STAGE_SECONDS[i]}" "${STAGE_PASSED[i]}" "${STAGE_FAILED[i]}"
 done
 echo "stages: $stages_passed passed, $stages_failed failed"
 ((stages_failed == 0))
