@@ -18,6 +18,7 @@ export PATH=$ROOT/.tools/bin:$PATH
 Q_TMP=$(mktemp -d)
 chmod 0711 "$Q_TMP" # generation 2 runs as the image's user, 65532
 source scripts/lib/quinistry.sh
+source scripts/lib/registry.sh
 OUT=$ROOT/results/e2e-sbom
 PIDS=()
 cleanup() {
@@ -191,24 +192,7 @@ done
 # --- push to the CNCF registry v3.1.2, then oras discover there
 q_start origin "$AMD64" --addr 127.0.0.1:0
 ORIGIN=${Q_ADDR[origin]}
-port=$("$REGAUTH" port)
-mkdir -p "$Q_TMP/reg"
-cat >"$Q_TMP/reg/config.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $Q_TMP/reg/data
-http:
-  addr: 127.0.0.1:$port
-EOF
-registry serve "$Q_TMP/reg/config.yml" >"$Q_TMP/reg/log" 2>&1 &
-PIDS+=($!)
-REG=127.0.0.1:$port
-for ((i = 0; i < 100; i++)); do curl -fs -o /dev/null "http://$REG/v2/" && break; sleep 0.1; done
+reg_start reg
 check "push: quinistry push to the CNCF registry succeeds" bash -c "'$AMD64' push --insecure '$REG/team/quinistry:v1' >/dev/null 2>'$Q_TMP/push.err'"
 echo "  $(tail -1 "$Q_TMP/push.err")"
 for arch in amd64 arm64; do
