@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -85,7 +86,17 @@ func (reg *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reg.metrics.observe(rec.route, rec.status(), rec.bytes)
 	reg.log.Info("request",
 		"method", r.Method, "path", r.URL.RequestURI(), "route", rec.route, "status", rec.status(),
-		"bytes", rec.bytes, "duration", time.Since(start), "user_agent", r.UserAgent())
+		"bytes", rec.bytes, "duration", time.Since(start), "user_agent", r.UserAgent(),
+		"remote", remoteHost(r.RemoteAddr))
+}
+
+// remoteHost returns the host part of a request's RemoteAddr ("10.0.0.2" of
+// "10.0.0.2:41234"), or addr itself when it has no port.
+func remoteHost(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
 }
 
 func (reg *Registry) serve(w *recorder, r *http.Request) {

@@ -876,6 +876,7 @@ func TestAccessLog(t *testing.T) {
 				Path   string `json:"path"`
 				Status int    `json:"status"`
 				Bytes  int64  `json:"bytes"`
+				Remote string `json:"remote"`
 			}
 			require.NoError(t, json.Unmarshal(buf.Bytes(), &line), "one JSON line: %s", buf.String())
 			assert.Equal(t, "request", line.Msg)
@@ -886,6 +887,7 @@ func TestAccessLog(t *testing.T) {
 			assert.Equal(t, wantMethod, line.Method)
 			assert.Equal(t, tc.status, line.Status)
 			assert.Equal(t, tc.rq.target, line.Path)
+			assert.Equal(t, "192.0.2.1", line.Remote, "httptest's client address, without its port")
 			want := tc.bytes
 			if want < 0 {
 				want = int64(len(body))
