@@ -13,11 +13,20 @@
 #                   skopeo (copy --all to a dir:: list, manifests and every blob hashed) and a private
 #                   dockerd (pull --platform linux/amd64 then linux/arm64: the digest it resolved, the
 #                   image ID, the architecture)
-# The machine powers itself off at the end; the suite then checks that no qemu, namespace, tap,
-# process or mount of its own is left. Needs root and scripts/install-arm64-node.sh (install-tools.sh).
-# E2E_KEEP_TMP=1 keeps the temporary directory (console log, access logs) for a post-mortem.
-# E2E_ARM64_KUBELET=1 adds a first step towards a Kubernetes node: the arm64 kubelet, standalone, on
-# the node's CRI (see scripts/arm64-node/kubelet.job); the node does not join a cluster yet.
+# The machine powers itself off at the end of its job.
+# Then the cluster step, when the Kubernetes binaries are there (scripts/install-kubernetes.sh, with
+# the arm64 kubelet): a cluster of scripts/lib/cluster.sh with node1 (amd64) in its namespace, and the
+# machine booted again with the arm64 kubelet (scripts/arm64-node/k8s-node.job), its tap on the
+# cluster's bridge, joining as node arm64vm. The parent DaemonSet (deploy/, image set by a kustomize
+# overlay) pulls quinistry:latest from an origin quinistry in the cluster's namespace; the child
+# pulls localhost:5000. Checked: both nodes Ready with their architectures; each node's kubelet
+# asked the origin for its own platform's manifest only (the origin's access log, by address); the
+# arm64 child resolved latest at its own node's parent; the machine runs both as
+# /quinistry-linux-arm64, uid 65532, read-only root; every node serves the same list on 5000 and 5001.
+# At the end the suite checks that no qemu, namespace, tap, process, mount (and of the cluster:
+# cgroup, iptables chain, sysctl change) is left. Needs root and scripts/install-tools.sh.
+# E2E_KEEP_TMP=1 keeps the temporary directory (console logs, access logs) for a post-mortem.
+# E2E_ARM64_CLUSTER=0 skips the cluster step.
 set -euo pipefail
 START=$(date +%s)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,6 +36,7 @@ Q_TMP=$(mktemp -d)
 source scripts/lib/quinistry.sh
 source scripts/lib/dockerd.sh
 source scripts/lib/arm64vm.sh
+source scripts/lib/cluster.sh
 export DOCKER_CONFIG=$Q_TMP/docker-config
 mkdir -p "$DOCKER_CONFIG"
 read -r -a FORMATS <<<"${E2E_FORMATS:-docker oci}"
@@ -43,11 +53,19 @@ cleanup() {
   q_stop_all
   vm_stop 0 2>/dev/null
   vm_net_down
+  [[ -z ${CLUSTER_STARTED:-} ]] || cluster_down
   if [[ -n ${E2E_KEEP_TMP:-} ]]; then echo "e2e-arm64vm: kept $Q_TMP"; else rm -rf "$Q_TMP"; fi
 }
 trap cleanup EXIT
 trap 'echo "e2e-arm64vm: aborted: line $LINENO exited with status $?" >&2' ERR
 
+# fatal MSG: a step the rest depends on failed
+fatal() {
+  echo "FAIL $*"
+  CHECKS_FAILED=$((CHECKS_FAILED + 1))
+  checks_done e2e-arm64vm || true
+  exit 1
+}
 elapsed() { echo "$(($(date +%s) - START)) s"; }
 cr() { vm_in timeout "$TMO" crane --insecure "$@"; }
 sk() { vm_in timeout "$TMO" skopeo "$@"; }
@@ -66,6 +84,7 @@ echo "qemu:       $("$VM_QEMU" --version | head -1)"
 echo "setup done at $(elapsed)"
 
 vm_net_up "$Q_TMP/vm"
+NS1=$VM_NS
 echo "namespace $VM_NS: tap $VM_TAP $VM_HOST_IP/24, node $VM_IP"
 CTL=$((7000 + RANDOM % 1000))
 regs=
@@ -196,45 +215,159 @@ echo "node: $done_line; machine ran $(($(date +%s) - VM_START)) s"
 check "the node's job ended and the machine powered itself off: $done_line; ${off:-no power-down line}" \
   test -n "$(grep 'job exit=0' <<<"$done_line")" -a "$off" = "reboot: Power down"
 
-# A first step towards the node joining Kubernetes (E2E_ARM64_KUBELET=1, with the arm64 kubelet that
-# scripts/install-kubernetes.sh cross-builds): boot the node again with the image's Kubernetes layer
-# and the kubelet, and run the kubelet standalone against containerd's CRI.
-KUBELET_ARM64=$ROOT/.tools/kubernetes/${KUBE_VERSION:-v1.34.4}/arm64/kubelet
-if [[ -n ${E2E_ARM64_KUBELET:-} ]]; then
-  if [[ -x $KUBELET_ARM64 ]]; then
-    kstart=$(date +%s)
-    mkdir -p "$Q_TMP/kubelet-root/usr/bin"
-    cp "$KUBELET_ARM64" "$Q_TMP/kubelet-root/usr/bin/kubelet"
-    (cd "$Q_TMP/kubelet-root" && find . -mindepth 1 | cpio --quiet -o -H newc -R 0:0) >"$Q_TMP/kubelet.cpio"
-    VM_EXTRA_CPIO=("$IMAGE/kube.cpio" "$Q_TMP/kubelet.cpio")
-    vm_start "$IMAGE" scripts/arm64-node/kubelet.job
-    kv=$(vm_wait 'kubelet version' 300) || kv="(none)"
-    check "the node runs the arm64 kubelet: $kv" grep -q "version=${KUBE_VERSION:-v1.34.4} " <<<"$kv"
-    kh=$(vm_wait 'kubelet healthz' 300) || kh="(none)"
-    check "the arm64 kubelet, standalone, is healthy on containerd's CRI: $kh" \
-      grep -q 'healthz=ok runtime=containerd-1.6.20.* started=yes' <<<"$kh"
-    kdone=$(vm_wait 'job exit' 120) || kdone="(none)"
-    vm_stop 60 2>"$Q_TMP/vm-stop.err"
-    check "the kubelet node's job ended and the machine powered itself off: $kdone" \
-      test -n "$(grep 'job exit=0' <<<"$kdone")" -a ! -s "$Q_TMP/vm-stop.err"
-    echo "kubelet step: $(($(date +%s) - kstart)) s"
-  else
-    echo "e2e-arm64vm: E2E_ARM64_KUBELET is set but there is no $KUBELET_ARM64: skipped"
-  fi
-fi
-
-# teardown, then look for anything left
+# the first machine's part is over: stop what served it, and keep what must be gone for the end
 mapfile -t pids < <(printf '%s\n' "${Q_PID[@]}" "$(cat "$Q_TMP/docker/dockerd.ours" 2>/dev/null)")
 dockerd_stop "$Q_TMP/docker"
 q_stop_all
 vm_net_down
 left=$(vm_leftovers)
+echo "the machine's own part: $(elapsed)"
+
+# --- The cluster step: the machine joins a Kubernetes cluster (scripts/lib/cluster.sh) as node
+# arm64vm, beside node1 (amd64, the control plane's namespace). Its tap sits on the cluster's bridge.
+# The parent DaemonSet's image is quinistry:latest on an origin quinistry (amd64, in the cluster's
+# namespace, plain HTTP); each node's kubelet pulls its own platform from it; the child pulls
+# localhost:5000 from its own node's parent.
+KUBELET_ARM64=$ROOT/.tools/kubernetes/${KUBE_VERSION:-v1.34.4}/arm64/kubelet
+missing=
+for b in "$KUBE_BIN"/{kubelet,kube-apiserver,kube-controller-manager,kube-scheduler,kubectl} "$ETCD_BIN" "$KUBELET_ARM64"; do
+  [[ -x $b ]] || missing+=" $b"
+done
+if [[ ${E2E_ARM64_CLUSTER:-1} == 0 ]]; then
+  echo "e2e-arm64vm: the cluster step is skipped (E2E_ARM64_CLUSTER=0)"
+elif [[ -n $missing ]]; then
+  echo "e2e-arm64vm: the cluster step is skipped: no$missing (scripts/install-tools.sh builds them)"
+else
+  kstart=$(date +%s)
+  kelapsed() { echo "$(($(date +%s) - kstart)) s"; }
+  ARM=arm64vm
+  cluster_init "$Q_TMP/cluster"
+  CLUSTER_STARTED=1
+  cluster_up node1 "$ARM" || fatal "the control plane (logs: $CLUSTER_DIR/logs)"
+  q_start origin nsenter --net="/run/netns/$CLUSTER_NS" "$ROOT/dist/quinistry-linux-amd64" --addr "$CLUSTER_API:0"
+  ORIGIN=${Q_ADDR[origin]}
+  CLUSTER_HTTP_REGISTRIES=$ORIGIN
+  WANT=$(in_ns curl -fsSI -H "Accept: $LIST_ACCEPT" "http://$ORIGIN/v2/quinistry/manifests/latest" |
+    tr -d '\r' | awk -F': ' 'tolower($1) == "docker-content-digest" {print $2}')
+  declare -A want=()
+  for p in amd64 arm64; do want[$p]=$(in_ns crane --insecure digest --platform "linux/$p" "$ORIGIN/quinistry:latest"); done
+  echo "origin $ORIGIN serves list $WANT, linux/amd64 ${want[amd64]}, linux/arm64 ${want[arm64]}"
+
+  # the machine's own files: the arm64 kubelet, its kubeconfig and the cluster's CA, the pause image
+  cluster_pause_image || fatal "the pause image"
+  kroot=$Q_TMP/kube-root
+  mkdir -p "$kroot/usr/bin" "$kroot/etc/kubernetes"
+  cp "$KUBELET_ARM64" "$kroot/usr/bin/kubelet"
+  cp "$CLUSTER_DIR/pki/ca.crt" "$CLUSTER_DIR/pause.tar" "$kroot/etc/kubernetes/"
+  cluster_node_kubeconfig "$ARM" "$kroot/etc/kubernetes/kubelet.kubeconfig" /etc/kubernetes/ca.crt
+  (cd "$kroot" && find . -mindepth 1 | cpio --quiet -o -H newc -R 0:0) >"$Q_TMP/kube-node.cpio"
+  ARM_IP=$CLUSTER_NET.0.4
+  vm_net_attach "$Q_TMP/vm-k8s" "$CLUSTER_NS" nodes0 "$ARM_IP" "$CLUSTER_API" || fatal "the machine's tap on the cluster's bridge"
+  VM_EXTRA_CPIO=("$IMAGE/kube.cpio" "$Q_TMP/kube-node.cpio")
+  vm_start "$IMAGE" scripts/arm64-node/k8s-node.job "name=$ARM" "pause=$PAUSE_REF" "podcidr=$CLUSTER_NET.3.0/24" \
+    "http=$ORIGIN" "ctl=$CTL" "hostname=$ARM"
+  # node1 and the DaemonSets while the machine boots
+  node_up node1 1 || fatal "node1 (logs: $CLUSTER_DIR/logs)"
+  deploy_overlay "$Q_TMP/overlay" "$ORIGIN/quinistry" latest
+  kc apply -k "$Q_TMP/overlay" >/dev/null || fatal "kubectl apply -k"
+  kc apply -f deploy/child.yaml >/dev/null || fatal "kubectl apply -f deploy/child.yaml"
+
+  line=$(vm_wait 'boot' 120) || line="(none)"
+  check "cluster: the control plane and node1 are up ($(kelapsed)); the machine boots: $line" grep -q 'machine=aarch64' <<<"$line"
+  line=$(vm_wait 'cri' 300) || line="(none)"
+  check "cluster: the machine's containerd serves the CRI with the arm64 pause image imported: $line" grep -q '^QNODE cri ok pause=1 ' <<<"$line"
+  line=$(vm_wait 'kubelet (v|exited)' 300) || line="(none)"
+  check "cluster: the machine's arm64 kubelet is healthy: $line" grep -q "kubelet $KUBE_VERSION healthz=ok" <<<"$line"
+  _cl_wait 300 "node $ARM Ready" kc wait --for=condition=Ready "node/$ARM" --timeout=1s || true
+  nodes=$(kc get nodes -o jsonpath='{range .items[*]}{.metadata.name} {.status.nodeInfo.architecture} {.status.nodeInfo.kernelVersion} {.status.nodeInfo.containerRuntimeVersion} {.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status};{end}')
+  echo "kubectl get nodes ($(kelapsed)): $nodes"
+  check "cluster: kubectl get nodes shows node1 amd64 and $ARM arm64 (Debian's arm64 kernel, containerd 1.6), both $KUBE_VERSION and Ready: $nodes" \
+    bash -c 'grep -qE "^node1 amd64 .* $2 True\$" <<<"$1" && grep -qE "^$3 arm64 [^ ]+-arm64 containerd://1\.6\.[^ ]+ $2 True\$" <<<"$1"' \
+    _ "$(tr ';' '\n' <<<"$nodes")" "$KUBE_VERSION" "$ARM"
+
+  ds_rolled quinistry-parent 600 || true
+  PARENTS=$(kc get pods -l app.kubernetes.io/component=parent -o jsonpath='{range .items[*]}{.spec.nodeName}:{.metadata.name}:{.status.phase} {end}')
+  check "cluster: the parent DaemonSet has one running pod on each node ($(kelapsed)): $PARENTS" \
+    test "$(tr ' ' '\n' <<<"$PARENTS" | grep ':Running$' | cut -d: -f1 | sort | xargs)" = "$ARM node1"
+  P_ARM=$(pod_on "$ARM" parent)
+  P_AMD=$(pod_on node1 parent)
+  check "cluster: $ARM's parent $P_ARM pulled from the origin: $(pod_pulled "$P_ARM")" \
+    grep -q "Successfully pulled image \"$ORIGIN/quinistry:latest\"" <<<"$(pod_pulled "$P_ARM")"
+  # manifests_from IP: the manifests the origin's log shows IP asking for, named
+  manifests_from() {
+    grep -a "user_agent=containerd/.* remote=$1\$" "$Q_TMP/origin.log" | sed -n 's/.*msg=request method=\([A-Z]*\) path=\/v2\/quinistry\/manifests\/\([^ ]*\) .*/\1 \2/p' |
+      sed "s/${want[arm64]}/arm64-manifest/; s/${want[amd64]}/amd64-manifest/; s/$WANT/list/" | tr '\n' ',' | sed 's/,$//'
+  }
+  seen=$(manifests_from "$ARM_IP")
+  check "cluster: the origin's log shows $ARM ($ARM_IP) asking for the arm64 manifest and never the amd64 one: $seen" \
+    bash -c '[[ $1 == *"GET arm64-manifest"* && $1 != *amd64-manifest* ]]' _ "$seen"
+  seen=$(manifests_from "$CLUSTER_API")
+  check "cluster: and node1 ($CLUSTER_API) asking for the amd64 manifest and never the arm64 one: $seen" \
+    bash -c '[[ $1 == *"GET amd64-manifest"* && $1 != *arm64-manifest* ]]' _ "$seen"
+
+  ds_rolled quinistry-child 600 || true
+  CHILDREN=$(kc get pods -l app.kubernetes.io/component=child -o jsonpath='{range .items[*]}{.spec.nodeName}:{.metadata.name}:{.status.phase} {end}')
+  check "cluster: the child DaemonSet has one running pod on each node ($(kelapsed)): $CHILDREN" \
+    test "$(tr ' ' '\n' <<<"$CHILDREN" | grep ':Running$' | cut -d: -f1 | sort | xargs)" = "$ARM node1"
+  C_ARM=$(pod_on "$ARM" child)
+  check "cluster: $ARM's child $C_ARM pulled from localhost:5000: $(pod_pulled "$C_ARM")" \
+    grep -q 'Successfully pulled image "localhost:5000/quinistry:latest"' <<<"$(pod_pulled "$C_ARM")"
+  # The arm64 parent's own log (through the apiserver and the machine's kubelet): the child's pull
+  # resolved latest there. The list and arm64 manifest it named were already in the node's content
+  # store (the parent's pull brought them), so containerd asks for nothing else.
+  seen=$(kc logs "$P_ARM" 2>/dev/null | jq -rR 'fromjson? | select(.msg == "request" and (.user_agent | startswith("containerd/"))) | "\(.method) \(.path) \(.status)"' |
+    sed 's|/v2/quinistry/manifests/||' | sed "s/${want[arm64]}/arm64-manifest/; s/${want[amd64]}/amd64-manifest/; s/$WANT/list/" | tr '\n' ',' | sed 's/,$//')
+  check "cluster: $ARM's child resolved latest at its own node's parent $P_ARM (its node's containerd in that parent's log: $seen), never asking for the amd64 manifest" \
+    bash -c '[[ $1 == *"HEAD latest 200"* && $1 != *amd64-manifest* ]]' _ "$seen"
+
+  # what runs on the machine, as its own kernel sees it
+  vm_send "$CTL" report || true
+  line=$(vm_wait 'report' 60) || line="(none)"
+  procs=$(tr -d '\r' <"$VM_DIR/console.log" | sed -n 's/^QNODE process //p' | awk '{print $2, $3, $4}' | sort | uniq -c | xargs)
+  check "cluster: $ARM runs two quinistry processes (parent and child), each /quinistry-linux-arm64 as uid 65532 on a read-only root: $procs" \
+    grep -qE '^2 exe=/quinistry-linux-arm64 uid=65532,65532,65532,65532 root=ro(,[^ ]*)?$' <<<"$procs"
+
+  # and what runs on node1, as the host's kernel sees it
+  procs=$(for pid in $(node_ctr node1 tasks ls | awk 'NR > 1 {print $2}'); do
+    exe=$(readlink "/proc/$pid/exe" || true)
+    if [[ $exe == */quinistry-linux-* ]]; then echo "exe=${exe##*/} uid=$(awk '/^Uid:/ {print $2}' "/proc/$pid/status")"; fi
+  done | sort | uniq -c | xargs)
+  check "cluster: node1 runs two quinistry processes, each quinistry-linux-amd64 as uid 65532: $procs" \
+    test "$procs" = "2 exe=quinistry-linux-amd64 uid=65532"
+
+  # every node serves the same list, on both ports
+  served=
+  for at in "$CLUSTER_API:5000" "$CLUSTER_API:5001" "$ARM_IP:5000" "$ARM_IP:5001"; do
+    d=$(in_ns curl -fsSI --max-time 30 -H "Accept: $LIST_ACCEPT" "http://$at/v2/quinistry/manifests/latest" |
+      tr -d '\r' | awk -F': ' 'tolower($1) == "docker-content-digest" {print $2}') || d=
+    served+="$at=${d:-none} "
+  done
+  check "cluster: every node serves list $WANT on ports 5000 and 5001 (node1 at $CLUSTER_API, $ARM at $ARM_IP, from the cluster's namespace): ${served% }" \
+    test "$(tr ' ' '\n' <<<"${served% }" | cut -d= -f2 | sort -u)" = "$WANT"
+
+  vm_send "$CTL" done || true
+  line=$(vm_wait 'job exit' 120) || line="(none)"
+  vm_stop 60 2>"$Q_TMP/vm-stop.err"
+  check "cluster: $ARM's kubelet stopped, its job ended and the machine powered itself off: $line" \
+    test -n "$(grep 'job exit=0' <<<"$line")" -a ! -s "$Q_TMP/vm-stop.err"
+  mapfile -t -O "${#pids[@]}" pids < <(printf '%s\n' "${Q_PID[@]}" "${CLUSTER_PID[@]}")
+  q_stop_all
+  vm_net_down
+  cluster_down
+  CLUSTER_STARTED=
+  left+=$(cluster_leftovers | sed 's/^/ /' | tr '\n' ';')
+  left+=$(vm_leftovers)
+  echo "the cluster step: $(kelapsed)"
+fi
+
+# nothing of the run may be left
 for p in "${pids[@]}"; do
   if [[ -n $p ]] && kill -0 "$p" 2>/dev/null; then left+=" pid $p"; fi
 done
+[[ -e /run/netns/$NS1 ]] && left+=" namespace $NS1"
 left+=$(awk -v d="$Q_TMP/" 'index($5, d) == 1 {printf " mount %s", $5}' /proc/self/mountinfo)
 left+=$(pgrep -f -- "$Q_TMP/" | sed 's/^/ pid /' | tr -d '\n' || true)
-check "nothing left: no qemu, namespace $VM_NS, tap $VM_TAP, process or mount${left:+; left:$left}" test -z "$left"
+check "nothing left: no qemu, namespace ($NS1${CLUSTER_NS:+, $CLUSTER_NS}), tap, process, mount${CLUSTER_NS:+, cgroup, iptables chain or sysctl change}${left:+; left:$left}" test -z "$left"
 
 SUITE_DONE=1
 echo "e2e-arm64vm: $(elapsed) in all"

@@ -51,11 +51,6 @@ WANT=$(q_list_digest "${Q_ADDR[origin]}")
 WANT_OCI=$(q_list_digest "${Q_ADDR[origin-oci]}")
 q_stop_all
 
-# pod NODE COMPONENT: the name of the component's pod on NODE (not one being deleted)
-pod() {
-  kc get pods -l "app.kubernetes.io/component=$2" --field-selector "spec.nodeName=$1" \
-    -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.metadata.deletionTimestamp}{"\n"}{end}' | awk 'NF == 1 {print $1; exit}'
-}
 # since T0: seconds since T0 (date +%s.%N), one decimal
 since() { awk -v t0="$1" -v t="$(date +%s.%N)" 'BEGIN {printf "%.1f", t - t0}'; }
 # served_pull POD: containerd's request for the list is in the (parent) pod's log
@@ -70,10 +65,6 @@ task_pid() {
 }
 # ready OBJECT: the pod or node is Ready
 ready() { kc wait --for=condition=Ready "$1" --timeout=60s >/dev/null; }
-# rolled NAME: the DaemonSet has rolled out on every node
-rolled() { kc rollout status "ds/$1" --timeout=120s >/dev/null; }
-# pulled POD: the Pulled event message of POD
-pulled() { kc get events --field-selector "involvedObject.name=$1,reason=Pulled" -o jsonpath='{.items[*].message}'; }
 # digest_at NODE PORT: the list digest served on the node's localhost:PORT
 digest_at() { in_node "$1" bash -c "$(declare -f q_list_digest); LIST_ACCEPT='$LIST_ACCEPT' q_list_digest 127.0.0.1:$2"; }
 # wait_gone COMPONENT...: no pod of these components is left
@@ -112,32 +103,19 @@ PUSHED=$(in_ns "$Q" push --insecure "$REF:v1" 2>"$Q_TMP/push.err") || fatal "qui
 check "registry: quinistry push $REF:v1 printed $PUSHED, the list digest quinistry serves" [ "$PUSHED" == "$WANT" ]
 
 # what `kustomize edit set image registry.example.com/quinistry=$REF:v1` writes, as an overlay of deploy/
-mkdir -p "$Q_TMP/overlay"
-overlay() {
-  cat >"$Q_TMP/overlay/kustomization.yaml" <<EOF
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-  - $(realpath --relative-to="$Q_TMP/overlay" "$ROOT/deploy")
-images:
-  - name: registry.example.com/quinistry
-    newName: $1
-    newTag: $2
-EOF
-}
-overlay "$REF" v1
+deploy_overlay "$Q_TMP/overlay" "$REF" v1
 kc apply -k "$Q_TMP/overlay" >/dev/null || fatal "kubectl apply -k"
 check "registry: kubectl apply -k: the parent's image is $(kc get ds quinistry-parent -o jsonpath='{..containers[0].image}')" \
   [ "$(kc get ds quinistry-parent -o jsonpath='{..containers[0].image}')" == "$REF:v1" ]
-check "registry: parent DaemonSet rolled out" rolled quinistry-parent
-PARENT=$(pod node1 parent)
-check "registry: parent pod $PARENT pulled its image from the registry: $(pulled "$PARENT")" \
-  grep -q "Successfully pulled image \"$REF:v1\"" <<<"$(pulled "$PARENT")"
+check "registry: parent DaemonSet rolled out" ds_rolled quinistry-parent
+PARENT=$(pod_on node1 parent)
+check "registry: parent pod $PARENT pulled its image from the registry: $(pod_pulled "$PARENT")" \
+  grep -q "Successfully pulled image \"$REF:v1\"" <<<"$(pod_pulled "$PARENT")"
 kc apply -f deploy/child.yaml >/dev/null || fatal "kubectl apply -f deploy/child.yaml"
-check "registry: child DaemonSet rolled out" rolled quinistry-child
-CHILD=$(pod node1 child)
-check "registry: child pod $CHILD pulled from the parent: $(pulled "$CHILD")" \
-  grep -q 'Successfully pulled image "localhost:5000/quinistry:latest"' <<<"$(pulled "$CHILD")"
+check "registry: child DaemonSet rolled out" ds_rolled quinistry-child
+CHILD=$(pod_on node1 child)
+check "registry: child pod $CHILD pulled from the parent: $(pod_pulled "$CHILD")" \
+  grep -q 'Successfully pulled image "localhost:5000/quinistry:latest"' <<<"$(pod_pulled "$CHILD")"
 check "registry: the parent's log shows containerd's request for the list" served_pull "$PARENT"
 D5000=$(digest_at node1 5000)
 D5001=$(digest_at node1 5001)
@@ -187,17 +165,17 @@ node_ctr node1 images rm "$REF:v1" localhost:5000/quinistry:latest >/dev/null
 "$Q" export --tar "$Q_TMP/q.tar" >/dev/null 2>"$Q_TMP/export.log" || fatal "quinistry export: $(cat "$Q_TMP/export.log")"
 IMPORTED=$(node_ctr node1 images import "$Q_TMP/q.tar" 2>&1 | xargs)
 check "no registry: ctr images import of quinistry export --tar: $IMPORTED" grep -q 'docker.io/library/quinistry:latest' <<<"$IMPORTED"
-overlay docker.io/library/quinistry latest
+deploy_overlay "$Q_TMP/overlay" docker.io/library/quinistry latest
 kc apply -k "$Q_TMP/overlay" >/dev/null
-check "no registry: parent DaemonSet rolled out" rolled quinistry-parent
-PARENT=$(pod node1 parent)
+check "no registry: parent DaemonSet rolled out" ds_rolled quinistry-parent
+PARENT=$(pod_on node1 parent)
 check "no registry: parent pod $PARENT pulled nothing (events: $(kc get events --field-selector "involvedObject.name=$PARENT,reason=Pulled" -o jsonpath='{.items[*].message}'))" \
-  grep -q 'already present on machine' <<<"$(pulled "$PARENT")"
+  grep -q 'already present on machine' <<<"$(pod_pulled "$PARENT")"
 kc apply -f deploy/child.yaml >/dev/null
-check "no registry: child DaemonSet rolled out" rolled quinistry-child
-CHILD=$(pod node1 child)
-check "no registry: child pod $CHILD pulled from the parent: $(pulled "$CHILD")" \
-  grep -q 'Successfully pulled image "localhost:5000/quinistry:latest"' <<<"$(pulled "$CHILD")"
+check "no registry: child DaemonSet rolled out" ds_rolled quinistry-child
+CHILD=$(pod_on node1 child)
+check "no registry: child pod $CHILD pulled from the parent: $(pod_pulled "$CHILD")" \
+  grep -q 'Successfully pulled image "localhost:5000/quinistry:latest"' <<<"$(pod_pulled "$CHILD")"
 D5000=$(digest_at node1 5000)
 D5001=$(digest_at node1 5001)
 check "no registry: hostPort 5000 serves $D5000" [ "$D5000" == "$WANT" ]
@@ -210,8 +188,8 @@ kc delete pod "$PARENT" >/dev/null
 GONE=$(since "$t0")
 check "life: parent pod $PARENT deleted in ${GONE}s, well inside its 30 s grace period (quinistry stops on SIGTERM)" \
   awk -v t="$GONE" 'BEGIN {exit !(t < 25)}'
-check "life: the DaemonSet replaced it" rolled quinistry-parent
-NEW=$(pod node1 parent)
+check "life: the DaemonSet replaced it" ds_rolled quinistry-parent
+NEW=$(pod_on node1 parent)
 check "life: new parent pod $NEW is Ready" ready "pod/$NEW"
 D5000=$(digest_at node1 5000)
 check "life: new parent serves $D5000" [ "$NEW" != "$PARENT" -a "$D5000" == "$WANT" ]
@@ -222,18 +200,18 @@ check "life: the child still serves $D5001" [ "$D5001" == "$WANT" ]
 
 # --- life: the parent switched to --format oci, the child restarted from it
 kc patch ds quinistry-parent --type=json -p '[{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--format"},{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"oci"}]' >/dev/null
-check "oci: the parent's rollout with --format oci completed" rolled quinistry-parent
-PARENT=$(pod node1 parent)
+check "oci: the parent's rollout with --format oci completed" ds_rolled quinistry-parent
+PARENT=$(pod_on node1 parent)
 D5000=$(digest_at node1 5000)
 CT=$(in_ns curl -fsSI -H "Accept: $LIST_ACCEPT" http://127.0.0.1:5000/v2/quinistry/manifests/latest | tr -d '\r' | awk -F': ' 'tolower($1) == "content-type" {print $2}')
 check "oci: parent $PARENT serves $CT $D5000, as quinistry --format oci does" [ "$D5000" == "$WANT_OCI" -a "$CT" == application/vnd.oci.image.index.v1+json ]
 # the node still has the Docker-format image under the child's tag: remove it, as on a fresh node
 node_ctr node1 images rm localhost:5000/quinistry:latest >/dev/null
 kc rollout restart ds/quinistry-child >/dev/null
-check "oci: the child's restart rolled out" rolled quinistry-child
-CHILD=$(pod node1 child)
-check "oci: child pod $CHILD pulled again from the parent: $(pulled "$CHILD")" \
-  grep -q 'Successfully pulled image "localhost:5000/quinistry:latest"' <<<"$(pulled "$CHILD")"
+check "oci: the child's restart rolled out" ds_rolled quinistry-child
+CHILD=$(pod_on node1 child)
+check "oci: child pod $CHILD pulled again from the parent: $(pod_pulled "$CHILD")" \
+  grep -q 'Successfully pulled image "localhost:5000/quinistry:latest"' <<<"$(pod_pulled "$CHILD")"
 GOT=$(node_ctr node1 images ls "name==localhost:5000/quinistry:latest" | awk 'NR == 2 {print $3}')
 check "oci: containerd holds localhost:5000/quinistry:latest as $GOT" [ "$GOT" == "$WANT_OCI" ]
 D5001=$(digest_at node1 5001)
@@ -295,16 +273,16 @@ node_ctr node2 images import "$Q_TMP/q.tar" >/dev/null
 node_kubelet_up node2 2 "${CLUSTER_NODE_NS[node2]}" "$ADDR2" || fatal "node2 Ready (logs: $CLUSTER_DIR/logs)"
 check "two nodes: node2 ($ADDR2, namespace ${CLUSTER_NODE_NS[node2]}) joined the apiserver at $CLUSTER_API and is Ready" \
   ready node/node2
-check "two nodes: parent DaemonSet rolled out on both" rolled quinistry-parent
-check "two nodes: child DaemonSet rolled out on both" rolled quinistry-child
+check "two nodes: parent DaemonSet rolled out on both" ds_rolled quinistry-parent
+check "two nodes: child DaemonSet rolled out on both" ds_rolled quinistry-child
 for c in parent child; do
   NODES=$(kc get pods -l "app.kubernetes.io/component=$c" -o jsonpath='{range .items[*]}{.spec.nodeName}{" "}{end}' | tr ' ' '\n' | sort | xargs)
   check "two nodes: one $c pod per node ($NODES)" [ "$NODES" == "node1 node2" ]
 done
-P2=$(pod node2 parent)
-C2=$(pod node2 child)
-check "two nodes: node2's child $C2 pulled from localhost:5000: $(pulled "$C2")" \
-  grep -q 'Successfully pulled image "localhost:5000/quinistry:latest"' <<<"$(pulled "$C2")"
+P2=$(pod_on node2 parent)
+C2=$(pod_on node2 child)
+check "two nodes: node2's child $C2 pulled from localhost:5000: $(pod_pulled "$C2")" \
+  grep -q 'Successfully pulled image "localhost:5000/quinistry:latest"' <<<"$(pod_pulled "$C2")"
 check "two nodes: node2's parent $P2 served that pull (containerd's request for the list in its log)" served_pull "$P2"
 D5000=$(digest_at node2 5000)
 D5001=$(digest_at node2 5001)

@@ -4,6 +4,9 @@
 #   vm_net_up DIR           make a network namespace with a tap device and a private /24 of its own
 #                           (unique names and subnet per run). Sets VM_DIR, VM_NS, VM_TAP, VM_HOST_IP
 #                           (the namespace's end of the tap) and VM_IP (the machine's address).
+#   vm_net_attach DIR NS BRIDGE ADDR GW  instead, put the machine on BRIDGE inside the existing
+#                           namespace NS (a cluster's, say) at ADDR (in BRIDGE's /24), routing through
+#                           GW. The tap is this run's; the namespace stays the caller's.
 #   vm_in CMD...            run CMD inside that namespace (nsenter --net: /sys and cgroups stay as they are)
 #   vm_start IMAGE JOB [K=V...]  boot IMAGE (a directory with vmlinuz and initrd.cpio) with the
 #                           executable file JOB appended to its initramfs as /job (its init runs it, then
@@ -18,13 +21,14 @@
 #                           listens, up to 60 s) and send TEXT
 #   vm_stop [SECS]          wait up to SECS (default 60) for the machine to power itself off, then
 #                           kill qemu
-#   vm_net_down             delete the tap and the namespace
+#   vm_net_down             delete the tap, and the namespace when vm_net_up made it
 #   vm_leftovers            print what is left of this run (qemu, namespace, tap); empty when clean
 # Machine: -M virt -cpu cortex-a57 -smp 2 -m 2048 (-cpu max is about 3x slower under TCG: it emulates
 # pointer authentication), virtio-net-pci on the tap, virtio-rng-pci, -no-reboot, panic=-1.
 
 VM_QEMU=${VM_QEMU:-qemu-system-aarch64}
 VM_PID=
+VM_OWN_NS=
 
 vm_net_up() {
   VM_DIR=$1
@@ -35,10 +39,20 @@ vm_net_up() {
   VM_HOST_IP=10.$net.1
   VM_IP=10.$net.2
   ip netns add "$VM_NS" || return 1
+  VM_OWN_NS=1
   ip -n "$VM_NS" link set lo up &&
     ip -n "$VM_NS" tuntap add dev "$VM_TAP" mode tap &&
     ip -n "$VM_NS" addr add "$VM_HOST_IP/24" dev "$VM_TAP" &&
     ip -n "$VM_NS" link set "$VM_TAP" up
+}
+
+vm_net_attach() {
+  VM_DIR=$1 VM_NS=$2 VM_IP=$4 VM_HOST_IP=$5
+  mkdir -p "$VM_DIR"
+  VM_TAP=qvt$(($$ % 10000))$((RANDOM % 100))
+  VM_OWN_NS=
+  ip -n "$VM_NS" tuntap add dev "$VM_TAP" mode tap &&
+    ip -n "$VM_NS" link set "$VM_TAP" master "$3" up
 }
 
 vm_in() { nsenter --net="/run/netns/$VM_NS" "$@"; }
@@ -111,8 +125,8 @@ vm_stop() {
 
 vm_net_down() {
   [[ -n ${VM_NS:-} ]] || return 0
-  ip -n "$VM_NS" link del "$VM_TAP" 2>/dev/null
-  ip netns del "$VM_NS" 2>/dev/null
+  ip -n "$VM_NS" link del "$VM_TAP" 2>/dev/null || true
+  [[ -z $VM_OWN_NS ]] || ip netns del "$VM_NS" 2>/dev/null || true
   return 0
 }
 
@@ -121,7 +135,8 @@ vm_leftovers() {
   qpid=$(cat "$VM_DIR/qemu.pid" 2>/dev/null || true)
   [[ -n $qpid && $(cat "/proc/$qpid/comm" 2>/dev/null) == qemu-system-* ]] && echo "qemu pid $qpid"
   [[ -n ${VM_PID:-} ]] && kill -0 "$VM_PID" 2>/dev/null && echo "qemu wrapper pid $VM_PID"
-  [[ -e /run/netns/$VM_NS ]] && echo "namespace $VM_NS"
+  [[ -n $VM_OWN_NS && -e /run/netns/$VM_NS ]] && echo "namespace $VM_NS"
   ip -o link show "$VM_TAP" >/dev/null 2>&1 && echo "tap $VM_TAP"
+  [[ -e /run/netns/$VM_NS ]] && ip -n "$VM_NS" -o link show "$VM_TAP" >/dev/null 2>&1 && echo "tap $VM_TAP in $VM_NS"
   return 0
 }

@@ -24,9 +24,17 @@
 #                              subnet CLUSTER_NET.INDEX.0/24; wait until the node is Ready.
 #                              Its parts are node_containerd_up and node_kubelet_up, for callers that
 #                              start them differently (NODE_CONTAINERD, NODE_KUBELET: the commands).
+#                              CLUSTER_HTTP_REGISTRIES (HOST:PORT ...) are pulled from over plain HTTP.
+#   cluster_node_kubeconfig NAME FILE [CA]  a kubeconfig for node NAME's kubelet (its token), naming
+#                              the CA file as CA (default: this cluster's, where it is here)
 #   kc ARGS...                 kubectl as cluster admin
 #   in_ns CMD...               run CMD inside the cluster's namespace (in_node NAME CMD...: a node's)
 #   node_ctr NAME ARGS...      ctr -n k8s.io against node NAME's containerd
+#   deploy_overlay DIR IMAGE TAG  write DIR/kustomization.yaml over deploy/, setting the parent's image
+#                              as `kustomize edit set image registry.example.com/quinistry=IMAGE:TAG` would
+#   pod_on NODE COMPONENT      the name of the component's (parent, child) pod on NODE, not one being deleted
+#   pod_pulled POD             the messages of POD's Pulled events
+#   ds_rolled NAME [SECS]      wait until DaemonSet NAME has rolled out on every node (default 120 s)
 #   cluster_down               delete every pod, wait until no task and no hostPort rule is left,
 #                              stop the kubelets, the control plane, the containerds; unmount, remove
 #                              cgroups, namespaces, files; restore the sysctls the kubelet changed
@@ -107,7 +115,30 @@ in_node() { local ns=${CLUSTER_NODE_NS[$1]}; shift; nsenter --net="/run/netns/$n
 kc() { in_ns "$KUBE_BIN/kubectl" --kubeconfig "$CLUSTER_DIR/admin.kubeconfig" "$@"; }
 node_ctr() { local n=$1; shift; ctr --address "$CLUSTER_DIR/$n/containerd.sock" -n k8s.io "$@"; }
 
-# _cl_kubeconfig FILE USER TOKEN
+deploy_overlay() {
+  mkdir -p "$1" && cat >"$1/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - $(realpath --relative-to="$1" "$CLUSTER_ROOT/deploy")
+images:
+  - name: registry.example.com/quinistry
+    newName: $2
+    newTag: $3
+EOF
+}
+
+pod_on() {
+  kc get pods -l "app.kubernetes.io/component=$2" --field-selector "spec.nodeName=$1" \
+    -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.metadata.deletionTimestamp}{"\n"}{end}' | awk 'NF == 1 {print $1; exit}'
+}
+
+pod_pulled() { kc get events --field-selector "involvedObject.name=$1,reason=Pulled" -o jsonpath='{.items[*].message}'; }
+
+ds_rolled() { kc rollout status "ds/$1" --timeout="${2:-120}s" >/dev/null; }
+
+# _cl_kubeconfig FILE USER TOKEN [CA]: CA is where the reader finds the cluster's CA (default: its
+# path here; a machine of its own is handed a copy)
 _cl_kubeconfig() {
   cat >"$1" <<EOF
 apiVersion: v1
@@ -116,7 +147,7 @@ clusters:
 - name: $CLUSTER_ID
   cluster:
     server: https://$CLUSTER_API:6443
-    certificate-authority: $CLUSTER_DIR/pki/ca.crt
+    certificate-authority: ${4:-$CLUSTER_DIR/pki/ca.crt}
 users:
 - name: $2
   user:
@@ -238,7 +269,7 @@ _cl_cgroup_dirs() {
 }
 
 node_containerd_up() {
-  local name=$1 idx=$2 ns=$3 d=$CLUSTER_DIR/$1
+  local name=$1 idx=$2 ns=$3 d=$CLUSTER_DIR/$1 reg
   mkdir -p "$d/cni/net.d" "$d/cni/ipam"
   cat >"$d/containerd.toml" <<EOF
 version = 2
@@ -271,12 +302,15 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     bin_dir = "$CNI_BIN"
     conf_dir = "$d/cni/net.d"
 EOF
+  for reg in ${CLUSTER_HTTP_REGISTRIES:-}; do
+    printf '  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."%s"]\n    endpoint = ["http://%s"]\n' "$reg" "$reg"
+  done >>"$d/containerd.toml"
   cat >"$d/cni/net.d/10-$CLUSTER_ID.conflist" <<EOF
 {
   "cniVersion": "0.4.0",
   "name": "$CLUSTER_ID-$name",
   "plugins": [
-    {"type": "bridge", "bridge": "qcni$idx", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+    {"type": "bridge", "bridge": "qcni$idx", "isGateway": true, "isDefaultGateway": true, "ipMasq": false, "hairpinMode": true,
      "ipam": {"type": "host-local", "dataDir": "$d/cni/ipam", "ranges": [[{"subnet": "$CLUSTER_NET.$idx.0/24"}]]}},
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
@@ -298,7 +332,7 @@ node_kubelet_up() {
       cat "$(dirname "$c")/cpuset.mems" >"$c/cpuset.mems"
     fi
   done
-  _cl_kubeconfig "$d/kubelet.kubeconfig" "system:node:$name" "$(awk -F, -v u="system:node:$name" '$2 == u {print $1}' "$CLUSTER_DIR/tokens.csv")"
+  cluster_node_kubeconfig "$name" "$d/kubelet.kubeconfig"
   cat >"$d/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -329,6 +363,11 @@ EOF
   CLUSTER_NODES+=("$name")
   CLUSTER_NODE_NS[$name]=$ns
   _cl_wait 60 "node $name Ready" kc wait --for=condition=Ready "node/$name" --timeout=1s || return 1
+}
+
+cluster_node_kubeconfig() {
+  local name=${1:?usage: cluster_node_kubeconfig NAME FILE [CA]}
+  _cl_kubeconfig "$2" "system:node:$name" "$(awk -F, -v u="system:node:$name" '$2 == u {print $1}' "$CLUSTER_DIR/tokens.csv")" "${3:-}"
 }
 
 node_up() {
