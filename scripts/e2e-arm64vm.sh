@@ -285,10 +285,15 @@ else
     bash -c 'grep -qE "^node1 amd64 .* $2 True\$" <<<"$1" && grep -qE "^$3 arm64 [^ ]+-arm64 containerd://1\.6\.[^ ]+ $2 True\$" <<<"$1"' \
     _ "$(tr ';' '\n' <<<"$nodes")" "$KUBE_VERSION" "$ARM"
 
-  ds_rolled quinistry-parent 600 || true
-  PARENTS=$(kc get pods -l app.kubernetes.io/component=parent -o jsonpath='{range .items[*]}{.spec.nodeName}:{.metadata.name}:{.status.phase} {end}')
-  check "cluster: the parent DaemonSet has one running pod on each node ($(kelapsed)): $PARENTS" \
-    test "$(tr ' ' '\n' <<<"$PARENTS" | grep ':Running$' | cut -d: -f1 | sort | xargs)" = "$ARM node1"
+  # rolled_on_each COMPONENT: wait for the component's DaemonSet, then check it runs one pod on each node
+  rolled_on_each() {
+    local pods
+    ds_rolled "quinistry-$1" 600 || true
+    pods=$(kc get pods -l "app.kubernetes.io/component=$1" -o jsonpath='{range .items[*]}{.spec.nodeName}:{.metadata.name}:{.status.phase} {end}')
+    check "cluster: the $1 DaemonSet has one running pod on each node ($(kelapsed)): $pods" \
+      test "$(tr ' ' '\n' <<<"$pods" | grep ':Running$' | cut -d: -f1 | sort | xargs)" = "$ARM node1"
+  }
+  rolled_on_each parent
   P_ARM=$(pod_on "$ARM" parent)
   check "cluster: $ARM's parent $P_ARM pulled from the origin: $(pod_pulled "$P_ARM")" \
     grep -q "Successfully pulled image \"$ORIGIN/quinistry:latest\"" <<<"$(pod_pulled "$P_ARM")"
@@ -304,10 +309,7 @@ else
   check "cluster: and node1 ($CLUSTER_API) asking for the amd64 manifest and never the arm64 one: $seen" \
     bash -c '[[ $1 == *"GET amd64-manifest"* && $1 != *arm64-manifest* ]]' _ "$seen"
 
-  ds_rolled quinistry-child 600 || true
-  CHILDREN=$(kc get pods -l app.kubernetes.io/component=child -o jsonpath='{range .items[*]}{.spec.nodeName}:{.metadata.name}:{.status.phase} {end}')
-  check "cluster: the child DaemonSet has one running pod on each node ($(kelapsed)): $CHILDREN" \
-    test "$(tr ' ' '\n' <<<"$CHILDREN" | grep ':Running$' | cut -d: -f1 | sort | xargs)" = "$ARM node1"
+  rolled_on_each child
   C_ARM=$(pod_on "$ARM" child)
   check "cluster: $ARM's child $C_ARM pulled from localhost:5000: $(pod_pulled "$C_ARM")" \
     grep -q 'Successfully pulled image "localhost:5000/quinistry:latest"' <<<"$(pod_pulled "$C_ARM")"
