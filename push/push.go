@@ -3,8 +3,9 @@
 // mounting from another repository when asked, monolithic uploads with a
 // fallback to chunked ones), then every platform manifest by digest, then
 // the artifacts that refer to them (SBOMs), then the list by tag, last, so
-// that a failed push never leaves a tag pointing at something incomplete. It answers basic and bearer challenges and
-// retries what a registry or a network may fail for a moment.
+// that a failed push never leaves a tag pointing at something incomplete.
+// It answers basic and bearer challenges and retries what a registry or a
+// network may fail for a moment.
 package push
 
 import (

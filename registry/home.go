@@ -73,11 +73,7 @@ func (reg *Registry) home() *homeData {
 		def := reg.content.Default().Manifest.Digest
 		for _, img := range reg.content.Images {
 			row := homeImage{platform: img.Platform.String(), manifest: img.Manifest.Descriptor, size: reg.content.ImageSize(img), version: configVersion(img.Config.Data)}
-			for _, a := range reg.content.Artifacts {
-				if a.Subject != img.Manifest.Digest || a.ArtifactType != sbom.MediaType || len(a.Blobs) < 2 {
-					continue
-				}
-				doc := a.Blobs[len(a.Blobs)-1]
+			if doc, ok := sbom.Find(reg.content, img.Manifest.Digest); ok {
 				row.sbom = doc.Descriptor
 				if img.Manifest.Digest == def {
 					if parsed, err := sbom.Parse(doc.Data); err == nil {

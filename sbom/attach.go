@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/quinistry/quinistry/crossbuild"
 	"github.com/quinistry/quinistry/index"
 )
@@ -96,6 +98,17 @@ func NewArtifact(img index.Image, b crossbuild.Binary) (index.Artifact, error) {
 	return index.NewArtifact(img.Manifest.Descriptor, MediaType, []index.Blob{layer}, annotations)
 }
 
+// Find returns the SBOM document (the artifact's layer) attached in c to
+// the image whose manifest digest is d.
+func Find(c *index.Content, d digest.Digest) (index.Blob, bool) {
+	for _, a := range c.Artifacts {
+		if a.Subject == d && a.ArtifactType == MediaType && len(a.Blobs) > 1 {
+			return a.Blobs[len(a.Blobs)-1], true
+		}
+	}
+	return index.Blob{}, false
+}
+
 // FileName is the name of a platform's SBOM document, as its layer's title.
 func FileName(p crossbuild.Platform) string {
 	return p.FileName() + ".spdx.json"
@@ -103,9 +116,7 @@ func FileName(p crossbuild.Platform) string {
 
 // configCreated reads the created time of an image config, or nil.
 func configCreated(config []byte) (*time.Time, error) {
-	var c struct {
-		Created *time.Time `json:"created"`
-	}
+	var c index.Config
 	if err := json.Unmarshal(config, &c); err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/quinistry/quinistry/crossbuild"
 	"github.com/quinistry/quinistry/index"
+	"github.com/quinistry/quinistry/sbom"
 )
 
 // sbomConfig is what the sbom command was asked to do.
@@ -62,13 +63,8 @@ func runSBOM(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // sbomDocument returns the SBOM document of p's image in c.
 func sbomDocument(c *index.Content, p crossbuild.Platform) ([]byte, error) {
 	for _, img := range c.Images {
-		if img.Platform != p {
-			continue
-		}
-		for _, a := range c.Artifacts {
-			if a.Subject == img.Manifest.Digest && len(a.Blobs) > 1 {
-				return a.Blobs[len(a.Blobs)-1].Data, nil
-			}
+		if doc, ok := sbom.Find(c, img.Manifest.Digest); ok && img.Platform == p {
+			return doc.Data, nil
 		}
 	}
 	return nil, fmt.Errorf("sbom: no image for %s (the image holds %s)", p, imagePlatforms(c))
