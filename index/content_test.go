@@ -32,7 +32,7 @@ func TestVerifyReadsLayersFromTheirFiles(t *testing.T) {
 	defer other.Close()
 	_, err = other.Write(changed)
 	require.NoError(t, err)
-	require.NoError(t, syscall.Dup2(int(other.Fd()), int(l.File.Fd())))
+	require.NoError(t, syscall.Dup3(int(other.Fd()), int(l.File.Fd()), 0))
 
 	assert.ErrorContains(t, c.Verify(), "self-check: "+l.Digest.String()+" hashes to")
 }

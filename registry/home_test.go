@@ -36,8 +36,9 @@ func TestHomePage(t *testing.T) {
 	for _, img := range c.Images {
 		assert.Contains(t, page, img.Manifest.Digest.String(), img.Platform.String())
 		assert.Contains(t, page, "<td>"+img.Platform.String()+"</td>")
-		doc := c.Referrers(img.Manifest.Digest, sbom.MediaType)
-		require.Len(t, doc, 1)
+		doc, ok := sbom.Find(c, img.Manifest.Digest)
+		require.True(t, ok, img.Platform.String())
+		assert.Contains(t, page, "/blobs/"+doc.Digest.String()+`">SPDX 2.3`, "the link to the %s SBOM", img.Platform)
 	}
 	assert.Contains(t, page, c.List.Digest.String())
 	for _, tag := range sortedTestTags {

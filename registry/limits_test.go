@@ -64,7 +64,7 @@ func TestSendBlobFromFile(t *testing.T) {
 	require.NoError(t, err)
 	// Data stays mapped from the memory file; the descriptor now names
 	// the other file.
-	require.NoError(t, syscall.Dup2(int(other.Fd()), int(l.File.Fd())))
+	require.NoError(t, syscall.Dup3(int(other.Fd()), int(l.File.Fd()), 0))
 
 	size := strconv.Itoa(len(inverted))
 	for _, tt := range []struct {

@@ -47,6 +47,8 @@ func TestReferrersListsSBOMs(t *testing.T) {
 						assert.Equal(t, ociIndex, resp.Header.Get("Content-Type"))
 						if tt.filtered {
 							assert.Equal(t, "artifactType", resp.Header.Get("OCI-Filters-Applied"))
+						} else {
+							assert.Empty(t, resp.Header.Values("OCI-Filters-Applied"))
 						}
 						var idx index.List
 						require.NoError(t, json.Unmarshal(body, &idx))

@@ -175,10 +175,10 @@ func TestModuleFields(t *testing.T) {
 		GoVersion: "go1.26.8",
 		Main:      debug.Module{Path: "example.com/q", Version: "v1.2.3"},
 		Deps: []*debug.Module{
-			{Path: "example.com/z", Version: "v0.0.0-20261127120000-0123456789ab", Sum: "h1:dD0v/bvxtjCBqQu6sx1TNWkalEY5lNTIe+HY9w8TeNI="},
-			{Path: "example.com/a_b", Version: "v1.0.0", Sum: "h1:dD0v/bvxtjCBqQu6sx1TNWkalEY5lNTIe+HY9w8TeNI="},
-			{Path: "example.com/a-b", Version: "v1.0.0", Sum: "h1:dD0v/bvxtjCBqQu6sx1TNWkalEY5lNTIe+HY9w8TeNI="},
-			{Path: "example.com/old", Version: "v1.0.0", Replace: &debug.Module{Path: "example.com/new", Version: "v1.1.0", Sum: "h1:dD0v/bvxtjCBqQu6sx1TNWkalEY5lNTIe+HY9w8TeNI="}},
+			{Path: "example.com/z", Version: "v0.0.0-20261127120000-0123456789ab", Sum: "h1:SICLXwk7sM4E2xzmjrmnEBkjs/KTmCHgwNs0KjYkD5g="},
+			{Path: "example.com/a_b", Version: "v1.0.0", Sum: "h1:1gvgEKudQ6n/8Hy5xZSmEKnQgBbWwdFUOKLwsIfqkYI="},
+			{Path: "example.com/a-b", Version: "v1.0.0", Sum: "h1:tb0X0bGw+GTWB/GRLYQreO8uZhA5Kl9cMY6eYRyJrMo="},
+			{Path: "example.com/old", Version: "v1.0.0", Replace: &debug.Module{Path: "example.com/new", Version: "v1.1.0", Sum: "h1:nrwe2I9g3BCjMLzD4KkBALw6QTgfSDYk6UQbCJzt7Ww="}},
 			{Path: "example.com/local", Version: "v1.0.0", Replace: &debug.Module{Path: "../local"}},
 		},
 		Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "abc"}},
@@ -193,14 +193,14 @@ func TestModuleFields(t *testing.T) {
 		name, id, version, purl, checksum, comment string
 	}{
 		{"example.com/a-b", "SPDXRef-Package-go-module-example.com-a-b", "v1.0.0", "pkg:golang/example.com/a-b@v1.0.0",
-			"743d2ffdbbf1b63081a90bbab31d5335691a94463994d4c87be1d8f70f1378d2", "h1:dD0v"},
+			"b5bd17d1b1b0f864d607f1912d842b78ef2e6610392a5f5c318e9e611c89acca", "h1:tb0X"},
 		{"example.com/a_b", "SPDXRef-Package-go-module-example.com-a-b-2", "v1.0.0", "pkg:golang/example.com/a_b@v1.0.0",
-			"743d2ffdbbf1b63081a90bbab31d5335691a94463994d4c87be1d8f70f1378d2", "dirhash"},
+			"d60be010ab9d43a9fff07cb9c594a610a9d08016d6c1d15438a2f0b087ea9182", "dirhash"},
 		{"example.com/local", "SPDXRef-Package-go-module-example.com-local", "", "", "", "Replaced by ../local"},
 		{"example.com/old", "SPDXRef-Package-go-module-example.com-old", "v1.1.0", "pkg:golang/example.com/old@v1.1.0",
-			"743d2ffdbbf1b63081a90bbab31d5335691a94463994d4c87be1d8f70f1378d2", "Replaced by example.com/new v1.1.0"},
+			"9ebc1ed88f60dc10a330bcc3e0a90100bc3a41381f483624e9441b089ceded6c", "Replaced by example.com/new v1.1.0"},
 		{"example.com/z", "SPDXRef-Package-go-module-example.com-z", "v0.0.0-20261127120000-0123456789ab",
-			"pkg:golang/example.com/z@v0.0.0-20261127120000-0123456789ab", "743d2ffdbbf1b63081a90bbab31d5335691a94463994d4c87be1d8f70f1378d2", ""},
+			"pkg:golang/example.com/z@v0.0.0-20261127120000-0123456789ab", "48808b5f093bb0ce04db1ce68eb9a7101923b3f2939821e0c0db342a36240f98", "go.sum hash h1:SICL"},
 	}
 	mods := doc.Modules()
 	require.Len(t, mods, len(tests))
@@ -252,14 +252,22 @@ func TestNewRejectsBadInput(t *testing.T) {
 	}
 }
 
-// binaries returns real cross-built binaries, each given the test binary's
-// module list as its build information's dependencies.
+// binaries returns real cross-built binaries, each given quinistry's own
+// build information with its platform's GOOS and GOARCH.
 func binaries(t *testing.T, platforms ...crossbuild.Platform) []crossbuild.Binary {
 	t.Helper()
 	var bins []crossbuild.Binary
 	for _, p := range platforms {
 		info := *selfInfo(t)
-		info.Settings = append(slices.Clone(info.Settings), debug.BuildSetting{Key: "GOOS", Value: p.OS}, debug.BuildSetting{Key: "GOARCH", Value: p.Arch})
+		info.Settings = slices.Clone(info.Settings)
+		for i, set := range info.Settings {
+			switch set.Key {
+			case "GOOS":
+				info.Settings[i].Value = p.OS
+			case "GOARCH":
+				info.Settings[i].Value = p.Arch
+			}
+		}
 		bins = append(bins, crossbuild.Binary{Platform: p, Path: testbin.Build(t, p), Info: &info})
 	}
 	return bins

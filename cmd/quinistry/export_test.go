@@ -4,8 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -112,8 +110,7 @@ func TestExport(t *testing.T) {
 			continue
 		}
 		blobs++
-		sum := sha256.Sum256(b)
-		assert.Equal(t, "blobs/sha256/"+hex.EncodeToString(sum[:]), name)
+		assert.Equal(t, "blobs/sha256/"+sha256Hex(b), name)
 	}
 	blob := func(d string) []byte {
 		b, ok := files["blobs/sha256/"+strings.TrimPrefix(d, "sha256:")]

@@ -49,11 +49,14 @@ func TestWrite(t *testing.T) {
 	assert.Equal(t, out.Bytes(), again.Bytes(), "the same binaries give the same bytes")
 
 	files := untar(t, out.Bytes())
+	blobs := 0
 	for path, data := range files {
 		if d, err := digest.Parse("sha256:" + filepath.Base(path)); err == nil {
 			assert.Equal(t, d, digest.FromBytes(data), path)
+			blobs++
 		}
 	}
+	assert.Equal(t, 1+3*len(bins), blobs, "the index, and a layer, config and manifest per binary")
 	var top index.List
 	require.NoError(t, json.Unmarshal(files["index.json"], &top))
 	require.Len(t, top.Manifests, 1)
