@@ -75,6 +75,14 @@ sha() { sha256sum | awk '{print "sha256:" $1}'; }
 absent() { ! grep -q -- "$1" <<<"$2"; }
 # a console line's KEY=VALUE field
 field() { tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p" | head -1; }
+# manifests_asked LOG LIST [REMOTE]: containerd's manifest requests in a quinistry access log (only
+# those from address REMOTE when given), comma-separated, with LIST and the digests in want[] named
+# list, amd64-manifest and arm64-manifest
+manifests_asked() {
+  { grep -a "user_agent=containerd/.* remote=${3:-[^ ]*}\$" "$1" || true; } |
+    sed -n 's/.*msg=request method=\([A-Z]*\) path=\/v2\/quinistry\/manifests\/\([^ ]*\) .*/\1 \2/p' |
+    sed "s/${want[arm64]}/arm64-manifest/; s/${want[amd64]}/amd64-manifest/; s/$2/list/" | tr '\n' ',' | sed 's/,$//'
+}
 
 scripts/build.sh >/dev/null
 IMAGE=$(scripts/install-arm64-node.sh --dir)
@@ -124,8 +132,7 @@ for f in "${FORMATS[@]}"; do
   images=$(vm_wait "images $f" 60) || images="(none)"
   check "the node's containerd stored the list $list as the image: $images" grep -qF "$list" <<<"$images"
   # the registry's access log, containerd's requests only
-  fetched=$(grep -a 'user_agent=containerd' "$log" | sed -n 's/.*msg=request method=\([A-Z]*\) path=\/v2\/quinistry\/manifests\/\([^ ]*\) .*/\1 \2/p' |
-    sed "s/${want[arm64]}/arm64-manifest/; s/${want[amd64]}/amd64-manifest/; s/$list/list/" | tr '\n' ',' | sed 's/,$//')
+  fetched=$(manifests_asked "$log" "$list")
   check "the registry's log shows containerd fetching the arm64 manifest (${want[arm64]}): $fetched" \
     grep -q 'GET arm64-manifest' <<<"$fetched"
   check "the registry's log shows containerd never asking for the amd64 manifest (${want[amd64]}): $fetched" \
@@ -181,8 +188,8 @@ for f in "${FORMATS[@]}"; do
 
   # skopeo: the list with both platforms in a dir:, every file hashed
   dir=$out/skopeo
-  m=$( [[ -f $dir/manifest.json ]] && sha <"$dir/manifest.json")
-  inst=$(cd "$dir" 2>/dev/null && for x in *.manifest.json; do sha <"$x"; done | sort | tr '\n' ' ')
+  m=$( [[ -f $dir/manifest.json ]] && sha <"$dir/manifest.json") || m=
+  inst=$(cd "$dir" 2>/dev/null && for x in *.manifest.json; do sha <"$x"; done | sort | tr '\n' ' ') || inst=
   bad=''
   n=0
   for b in "$dir"/*; do
@@ -209,7 +216,7 @@ done
 
 done_line=$(vm_wait 'job exit' 120) || done_line="(none)"
 vm_stop 60 2>"$Q_TMP/vm-stop.err"
-off=$(tr -d '\r' <"$VM_DIR/console.log" | grep -a -o 'reboot: Power down' | head -1)
+off=$(tr -d '\r' <"$VM_DIR/console.log" | grep -a -o 'reboot: Power down' | head -1) || off=
 [[ -s $Q_TMP/vm-stop.err ]] && off="killed: $(cat "$Q_TMP/vm-stop.err")"
 echo "node: $done_line; machine ran $(($(date +%s) - VM_START)) s"
 check "the node's job ended and the machine powered itself off: $done_line; ${off:-no power-down line}" \
@@ -297,15 +304,10 @@ else
   P_ARM=$(pod_on "$ARM" parent)
   check "cluster: $ARM's parent $P_ARM pulled from the origin: $(pod_pulled "$P_ARM")" \
     grep -q "Successfully pulled image \"$ORIGIN/quinistry:latest\"" <<<"$(pod_pulled "$P_ARM")"
-  # manifests_from IP: the manifests the origin's log shows IP asking for, named
-  manifests_from() {
-    grep -a "user_agent=containerd/.* remote=$1\$" "$Q_TMP/origin.log" | sed -n 's/.*msg=request method=\([A-Z]*\) path=\/v2\/quinistry\/manifests\/\([^ ]*\) .*/\1 \2/p' |
-      sed "s/${want[arm64]}/arm64-manifest/; s/${want[amd64]}/amd64-manifest/; s/$WANT/list/" | tr '\n' ',' | sed 's/,$//'
-  }
-  seen=$(manifests_from "$ARM_IP")
+  seen=$(manifests_asked "$Q_TMP/origin.log" "$WANT" "$ARM_IP")
   check "cluster: the origin's log shows $ARM ($ARM_IP) asking for the arm64 manifest and never the amd64 one: $seen" \
     bash -c '[[ $1 == *"GET arm64-manifest"* && $1 != *amd64-manifest* ]]' _ "$seen"
-  seen=$(manifests_from "$CLUSTER_API")
+  seen=$(manifests_asked "$Q_TMP/origin.log" "$WANT" "$CLUSTER_API")
   check "cluster: and node1 ($CLUSTER_API) asking for the amd64 manifest and never the arm64 one: $seen" \
     bash -c '[[ $1 == *"GET amd64-manifest"* && $1 != *arm64-manifest* ]]' _ "$seen"
 
@@ -316,7 +318,7 @@ else
   # The arm64 parent's own log (through the apiserver and the machine's kubelet): the child's pull
   # resolved latest there. The list and arm64 manifest it named were already in the node's content
   # store (the parent's pull brought them), so containerd asks for nothing else.
-  seen=$(kc logs "$P_ARM" 2>/dev/null | jq -rR 'fromjson? | select(.msg == "request" and (.user_agent | startswith("containerd/"))) | "\(.method) \(.path) \(.status)"' |
+  seen=$({ kc logs "$P_ARM" 2>/dev/null || true; } | jq -rR 'fromjson? | select(.msg == "request" and (.user_agent | startswith("containerd/"))) | "\(.method) \(.path) \(.status)"' |
     sed 's|/v2/quinistry/manifests/||' | sed "s/${want[arm64]}/arm64-manifest/; s/${want[amd64]}/amd64-manifest/; s/$WANT/list/" | tr '\n' ',' | sed 's/,$//')
   check "cluster: $ARM's child resolved latest at its own node's parent $P_ARM (its node's containerd in that parent's log: $seen), never asking for the amd64 manifest" \
     bash -c '[[ $1 == *"HEAD latest 200"* && $1 != *amd64-manifest* ]]' _ "$seen"

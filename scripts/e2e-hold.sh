@@ -162,7 +162,10 @@ check "timeout: logs shutting down, then that in-flight requests were cut off, t
   eval "log_order $name 'msg=\"shutting down\"' 'cut off at the shutdown timeout' && log_order $name 'cut off at the shutdown timeout' msg=stopped"
 # The server's own clock: the cut comes no sooner than the timeout after shutting down began (a
 # timer never fires early, so this holds however busy the machine is; no upper bound is bet on).
-waited=$(($(log_ms $name 'cut off at the shutdown timeout') - $(log_ms $name 'msg="shutting down"')))
+began=$(log_ms $name 'msg="shutting down"') || began=
+cut=$(log_ms $name 'cut off at the shutdown timeout') || cut=
+waited=-1
+[[ -z $began || -z $cut ]] || waited=$((cut - began))
 check "timeout: the server waited the timeout before cutting ($waited ms by its log)" [ "$waited" -ge 1000 ]
 touch "$Q_TMP/$name.go"
 client_status=0
@@ -189,7 +192,7 @@ listening_port() {
   done
   return 1
 }
-port=$(listening_port "${Q_PID[$name]}")
+port=$(listening_port "${Q_PID[$name]}") || port=
 addr=127.0.0.1:$port
 check "probes: listening on $addr while packing (the FIFO holds it)" [ -n "$port" ]
 check "probes: /readyz answers 503 packing while packing" \

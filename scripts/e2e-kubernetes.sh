@@ -163,7 +163,7 @@ kill "$REG_PID" && wait "$REG_PID" 2>/dev/null || true
 REG_PID=
 node_ctr node1 images rm "$REF:v1" localhost:5000/quinistry:latest >/dev/null
 "$Q" export --tar "$Q_TMP/q.tar" >/dev/null 2>"$Q_TMP/export.log" || fatal "quinistry export: $(cat "$Q_TMP/export.log")"
-IMPORTED=$(node_ctr node1 images import "$Q_TMP/q.tar" 2>&1 | xargs)
+IMPORTED=$(node_ctr node1 images import "$Q_TMP/q.tar" 2>&1 | xargs) || IMPORTED="(failed) $IMPORTED"
 check "no registry: ctr images import of quinistry export --tar: $IMPORTED" grep -q 'docker.io/library/quinistry:latest' <<<"$IMPORTED"
 deploy_overlay "$Q_TMP/overlay" docker.io/library/quinistry latest
 kc apply -k "$Q_TMP/overlay" >/dev/null
@@ -203,7 +203,7 @@ kc patch ds quinistry-parent --type=json -p '[{"op":"add","path":"/spec/template
 check "oci: the parent's rollout with --format oci completed" ds_rolled quinistry-parent
 PARENT=$(pod_on node1 parent)
 D5000=$(digest_at node1 5000)
-CT=$(in_ns curl -fsSI -H "Accept: $LIST_ACCEPT" http://127.0.0.1:5000/v2/quinistry/manifests/latest | tr -d '\r' | awk -F': ' 'tolower($1) == "content-type" {print $2}')
+CT=$(in_ns curl -fsSI -H "Accept: $LIST_ACCEPT" http://127.0.0.1:5000/v2/quinistry/manifests/latest | tr -d '\r' | awk -F': ' 'tolower($1) == "content-type" {print $2}') || CT=none
 check "oci: parent $PARENT serves $CT $D5000, as quinistry --format oci does" [ "$D5000" == "$WANT_OCI" -a "$CT" == application/vnd.oci.image.index.v1+json ]
 # the node still has the Docker-format image under the child's tag: remove it, as on a fresh node
 node_ctr node1 images rm localhost:5000/quinistry:latest >/dev/null
@@ -212,7 +212,7 @@ check "oci: the child's restart rolled out" ds_rolled quinistry-child
 CHILD=$(pod_on node1 child)
 check "oci: child pod $CHILD pulled again from the parent: $(pod_pulled "$CHILD")" \
   grep -q 'Successfully pulled image "localhost:5000/quinistry:latest"' <<<"$(pod_pulled "$CHILD")"
-GOT=$(node_ctr node1 images ls "name==localhost:5000/quinistry:latest" | awk 'NR == 2 {print $3}')
+GOT=$(node_ctr node1 images ls "name==localhost:5000/quinistry:latest" | awk 'NR == 2 {print $3}') || GOT=none
 check "oci: containerd holds localhost:5000/quinistry:latest as $GOT" [ "$GOT" == "$WANT_OCI" ]
 D5001=$(digest_at node1 5001)
 check "oci: the child serves $D5001, the same OCI index" [ "$D5001" == "$WANT_OCI" ]
@@ -276,7 +276,7 @@ check "two nodes: node2 ($ADDR2, namespace ${CLUSTER_NODE_NS[node2]}) joined the
 check "two nodes: parent DaemonSet rolled out on both" ds_rolled quinistry-parent
 check "two nodes: child DaemonSet rolled out on both" ds_rolled quinistry-child
 for c in parent child; do
-  NODES=$(kc get pods -l "app.kubernetes.io/component=$c" -o jsonpath='{range .items[*]}{.spec.nodeName}{" "}{end}' | tr ' ' '\n' | sort | xargs)
+  NODES=$(kc get pods -l "app.kubernetes.io/component=$c" -o jsonpath='{range .items[*]}{.spec.nodeName}{" "}{end}' | tr ' ' '\n' | sort | xargs) || NODES=none
   check "two nodes: one $c pod per node ($NODES)" [ "$NODES" == "node1 node2" ]
 done
 P2=$(pod_on node2 parent)

@@ -19,15 +19,18 @@ apt_ensure() {
   done
   ((${#missing[@]})) || return 0
   echo "$who: apt-get install ${missing[*]}"
-  if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
-  fi
-  DEBIAN_FRONTEND=noninteractive flock "$lock" apt-get update -qq || rc=$?
-  if ((rc == 0)); then
-    DEBIAN_FRONTEND=noninteractive flock "$lock" \
-      apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
-  fi
-  [[ -z $made_policy ]] || rm -f "$policy"
+  # the lock covers the policy file too: another install must not remove it while this one runs
+  (
+    flock 9 || exit
+    if [[ ! -e $policy ]]; then
+      printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    status=$?
+    [[ -z $made_policy ]] || rm -f "$policy"
+    exit "$status"
+  ) 9>"$lock" || rc=$?
   ((rc == 0)) || echo "$who: apt-get install ${missing[*]} failed (exit $rc)" >&2
   return "$rc"
 }

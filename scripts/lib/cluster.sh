@@ -18,12 +18,12 @@
 #                              system:node:NAME, so only these can join)
 #   node_netns NAME INDEX      make the namespace of a further node and link it to the cluster's;
 #                              sets NODE_ADDR (CLUSTER_NET.0.<INDEX+1>) and CLUSTER_NODE_NS[NAME]
-#   node_up NAME INDEX [NS]    start containerd (with the pause image) and a kubelet for node NAME in
-#                              namespace NS (default: the cluster's), with its own dirs under
+#   node_up NAME INDEX         start containerd (with the pause image) and a kubelet for node NAME in
+#                              the cluster's namespace, with its own dirs under
 #                              $CLUSTER_DIR/NAME, cgroup root /<CLUSTER_ID>-NAME, CNI bridge and pod
 #                              subnet CLUSTER_NET.INDEX.0/24; wait until the node is Ready.
-#                              Its parts are node_containerd_up and node_kubelet_up, for callers that
-#                              start them differently (NODE_CONTAINERD, NODE_KUBELET: the commands).
+#                              Its parts, node_containerd_up NAME INDEX NS and node_kubelet_up NAME
+#                              INDEX NS ADDR, start a node in a namespace of node_netns.
 #                              CLUSTER_HTTP_REGISTRIES (HOST:PORT ...) are pulled from over plain HTTP.
 #   cluster_node_kubeconfig NAME FILE [CA]  a kubeconfig for node NAME's kubelet (its token), naming
 #                              the CA file as CA (default: this cluster's, where it is here)
@@ -317,8 +317,7 @@ EOF
 }
 EOF
   echo '{"cniVersion": "0.4.0", "name": "lo", "type": "loopback"}' >"$d/cni/net.d/99-loopback.conf"
-  # shellcheck disable=SC2086  # NODE_CONTAINERD is a command line
-  _cl_start "$name-containerd" "$ns" ${NODE_CONTAINERD:-containerd} --config "$d/containerd.toml"
+  _cl_start "$name-containerd" "$ns" containerd --config "$d/containerd.toml"
   _cl_wait 30 "$name's containerd" node_ctr "$name" version || return 1
   node_ctr "$name" images import --all-platforms "$CLUSTER_DIR/pause.tar" >/dev/null || return 1
 }
@@ -357,7 +356,7 @@ resolvConf: ""
 serializeImagePulls: false
 evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
 EOF
-  _cl_start "$name-kubelet" "$ns" "${NODE_KUBELET:-$KUBE_BIN/kubelet}" --config="$d/kubelet.yaml" \
+  _cl_start "$name-kubelet" "$ns" "$KUBE_BIN/kubelet" --config="$d/kubelet.yaml" \
     --kubeconfig="$d/kubelet.kubeconfig" --root-dir="$d/kubelet" --cert-dir="$d/kubelet-pki" \
     --hostname-override="$name" --node-ip="$addr"
   CLUSTER_NODES+=("$name")
@@ -371,12 +370,11 @@ cluster_node_kubeconfig() {
 }
 
 node_up() {
-  local name=${1:?usage: node_up NAME INDEX [NS]} idx=${2:?} ns=${3:-$CLUSTER_NS} addr=$CLUSTER_API
-  [[ $ns == "$CLUSTER_NS" ]] || addr=$CLUSTER_NET.0.$((idx + 1))
+  local name=${1:?usage: node_up NAME INDEX} idx=${2:?}
   mkdir -p "$CLUSTER_DIR/$name"
   cluster_pause_image || return 1
-  node_containerd_up "$name" "$idx" "$ns" || return 1
-  node_kubelet_up "$name" "$idx" "$ns" "$addr"
+  node_containerd_up "$name" "$idx" "$CLUSTER_NS" || return 1
+  node_kubelet_up "$name" "$idx" "$CLUSTER_NS" "$CLUSTER_API"
 }
 
 # _cl_node_quiet NAME: no task left in the node's containerd, and no hostPort DNAT rule in its namespace.
