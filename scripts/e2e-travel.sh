@@ -301,7 +301,9 @@ free_port() { "$REGAUTH" port; }
 P1=$(free_port)
 check "generation 1: docker run -d -p 127.0.0.1:$P1:8080 quinistry:latest starts a running container on $BR" run_gen gen1 "$P1" quinistry:latest
 check "generation 1 (docker load, published on $P1) serves the same list digest" [ "$(wait_list "127.0.0.1:$P1")" == "$WANT" ]
-check "generation 1 logs that it listens on :8080 inside its container" bash -c "'$DOCKER' logs gen1 2>&1 | grep -q 'msg=ready addr=\[::\]:8080'"
+# quinistry serves before it logs its ready line, and flushes its log every 100 ms: allow 2 s
+check "generation 1 logs that it listens on :8080 inside its container" \
+  bash -c "for i in {1..20}; do '$DOCKER' logs gen1 2>&1 | grep -q 'msg=ready addr=\[::\]:8080' && exit 0; sleep 0.1; done; exit 1"
 P2=$(free_port)
 check "generation 2 pulled from localhost:$P1" bash -c "'$DOCKER' pull -q 'localhost:$P1/quinistry:latest' >/dev/null"
 check "generation 2: docker run -d -p 127.0.0.1:$P2:8080 localhost:$P1/quinistry:latest" run_gen gen2 "$P2" "localhost:$P1/quinistry:latest"
