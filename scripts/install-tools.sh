@@ -3,7 +3,7 @@
 # Idempotent and quick when all is present; non-interactive (CI runs it as root with no stdin).
 #   apt:  docker.io (dockerd 20.10, containerd, runc), qemu-user-static, skopeo, curl, jq, ca-certificates,
 #         iproute2 (ip and ss, for the e2e suites)
-#   Go:   crane and the OCI conformance test binary, into $ROOT/.tools/bin
+#   Go:   crane, gotestsum and the OCI conformance test binary, into $ROOT/.tools/bin
 #   scripts/install-kubernetes.sh: Kubernetes v1.34.4, etcd, CNI plugins (for e2e-kubernetes.sh), and
 #         the arm64 kubelet (for e2e-arm64vm.sh's cluster step)
 # The docker CLI 28 at /usr/local/bin/docker stays first in PATH; docker.io's /usr/bin/docker is an older one.
@@ -15,7 +15,8 @@ CRANE_VERSION=v0.22.1
 CONFORMANCE_MOD=github.com/opencontainers/distribution-spec/conformance
 CONFORMANCE_VERSION=v0.0.0-20260831232431-97274622c111
 # name=upstream-version glob (Debian 12); rebuilds and security updates still match
-APT_PKGS=(docker.io=20.10.24* qemu-user-static=1:7.2* skopeo=1.9.3* curl=7.88* jq=1.6* openssl=3.0* ca-certificates iproute2)
+APT_PKGS=(docker.io=20.10.24* qemu-user-static=1:7.2* skopeo=1.9.3* curl=7.88* jq=1.6* openssl=3.0* ca-certificates iproute2
+  shellcheck=0.9.0*)
 
 export DEBIAN_FRONTEND=noninteractive GOBIN=$BIN GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
 mkdir -p "$BIN"
@@ -29,6 +30,14 @@ if [[ $("$BIN/crane" version 2>/dev/null) != "$CRANE_VERSION" ]]; then
   echo "install-tools: go install crane@$CRANE_VERSION"
   go install "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION" 2>&1 | grep -v '^go: downloading' >&2 || true
   [[ $("$BIN/crane" version 2>/dev/null) == "$CRANE_VERSION" ]] || { echo "install-tools: crane install failed" >&2; exit 1; }
+fi
+
+# --- gotestsum: runs every Go test stage of scripts/test.sh (JUnit XML and go test -json under results/)
+GOTESTSUM_VERSION=v1.13.0
+if [[ $("$BIN/gotestsum" --version 2>/dev/null) != "gotestsum version $GOTESTSUM_VERSION" ]]; then
+  echo "install-tools: go install gotestsum@$GOTESTSUM_VERSION"
+  go install "gotest.tools/gotestsum@$GOTESTSUM_VERSION" 2>&1 | grep -v '^go: downloading' >&2 || true
+  [[ $("$BIN/gotestsum" --version 2>/dev/null) == "gotestsum version $GOTESTSUM_VERSION" ]] || { echo "install-tools: gotestsum install failed" >&2; exit 1; }
 fi
 
 # --- CNCF distribution registry: the push target of e2e-travel.sh and the baseline of bench.sh
@@ -70,6 +79,8 @@ echo "runc:        $(runc --version | head -1)"
 echo "skopeo:      $(skopeo --version)"
 echo "qemu:        $(qemu-aarch64-static --version | head -1)"
 echo "crane:       $("$BIN/crane" version)"
+echo "gotestsum:   $("$BIN/gotestsum" --version)"
+echo "shellcheck:  $(shellcheck --version | sed -n 2p)"
 echo "registry:    $("$BIN/registry" --version | cut -d' ' -f2-)"
 echo "conformance: $(go version -m "$BIN/conformance.test" | awk -v m="$CONFORMANCE_MOD" '$1=="mod" && $2==m {print m"@"$3}')"
 echo "curl:        $(curl --version | head -1 | cut -d' ' -f1-2)"

@@ -26,9 +26,9 @@ stage() {
   "$@" 2>&1 | tee "$log" | grep --line-buffered -vE '^\s*(=== (RUN|PAUSE|CONT|NAME)|--- PASS: )'
   rc=${PIPESTATUS[0]}
   # a suite's own total ("<suite>: N passed, M failed"), else Go's per-test lines, else the exit status
-  line=$(grep -E '^[A-Za-z0-9_.-]+: [0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
+  line=$(grep -E '^[A-Za-z0-9_.-]+: [0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' "$log" | tail -n 1 || true)
   if [[ -n $line ]]; then
-    read -r passed failed < <(sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed$/\1 \2/' <<<"$line")
+    read -r passed failed < <(sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed.*$/\1 \2/' <<<"$line")
   else
     passed=$(grep -cE '^\s*--- PASS: ' "$log" || true)
     failed=$(grep -cE '^\s*--- FAIL: ' "$log" || true)
@@ -46,14 +46,42 @@ stage() {
   printf '=== %s: %s (exit %d, %d s): %d passed, %d failed\n' "$name" "$( ((ok)) && echo PASS || echo FAIL)" "$rc" "$((SECONDS - t0))" "$passed" "$failed"
 }
 
-# fuzz_all: every fuzz target for FUZZTIME executions; prints "fuzz: N passed, M failed" (targets).
+# gotest NAME DIR ARGS...: go test ARGS in DIR through gotestsum, which writes results/NAME.xml
+# (JUnit) and results/NAME.json (go test -json); then print what it counted.
+gotest() {
+  local name=$1 dir=$2 rc=0
+  shift 2
+  (cd "$dir" && gotestsum --format standard-verbose --junitfile "$RESULTS/$name.xml" \
+    --jsonfile "$RESULTS/$name.json" -- "$@") || rc=$?
+  counts "$name" "$RESULTS/$name.json" || rc=1
+  return $rc
+}
+
+# counts NAME JSON...: from go test -json files, print each skipped test by name, then
+# "NAME: N passed, M failed, K skipped" (tests and subtests); fail when nothing ran.
+counts() {
+  local name=$1 passed failed skipped
+  shift
+  jq -r 'select(.Action == "skip" and .Test != null) | "SKIP \(.Test)"' "$@"
+  read -r passed failed skipped < <(jq -rs '[.[] | select(.Test != null)] |
+    "\([.[] | select(.Action == "pass")] | length) \([.[] | select(.Action == "fail")] | length) \([.[] | select(.Action == "skip")] | length)"' "$@")
+  echo "$name: $passed passed, $failed failed, $skipped skipped"
+  if ((passed + failed == 0)); then
+    echo "$name: ran no test"
+    return 1
+  fi
+}
+
+# fuzz_all: every fuzz target for FUZZTIME executions, each through gotestsum; prints
+# "fuzz: N passed, M failed" (targets).
 # A count, not a duration: go1.26's fuzz coordinator can report a spurious "context deadline
 # exceeded" when a duration runs out while a worker is busy (golang/go#75804, fixed in go1.27).
 fuzz_all() {
   local target pkg passed=0 failed=0
-  for target in $(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' . | sed 's/^func //' | sort -u); do
+  for target in $(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' --exclude-dir=e2e . | sed 's/^func //' | sort -u); do
     pkg=$(grep -rlE "^func $target\(" --include='*_test.go' . | head -1 | xargs dirname)
-    if go test -run='^$' -fuzz="^$target\$" -fuzztime="$FUZZTIME" "$pkg"; then
+    if (cd "$ROOT" && gotestsum --format standard-verbose --junitfile "$RESULTS/fuzz-$target.xml" -- \
+      -run='^$' -fuzz="^$target\$" -fuzztime="$FUZZTIME" "$pkg"); then
       echo "PASS fuzz $target ($pkg)"
       passed=$((passed + 1))
     else
@@ -62,22 +90,35 @@ fuzz_all() {
     fi
   done
   echo "fuzz: $passed passed, $failed failed"
-  ((failed == 0))
+  ((failed == 0 && passed > 0))
 }
 
-# unit: the unit tests of both modules, verbose so that each test is counted; the two go test
-# runs' results are both kept.
+# unit: the unit tests of the product's and deploy's modules, with the race detector; the e2e module
+# is vetted here and runs stage by stage below.
 unit() {
   local rc=0
-  go test -race -count=1 -v ./... || rc=1
-  (cd deploy && go vet ./... && go test -race -count=1 -v ./...) || rc=1
+  (gotestsum --format standard-verbose --junitfile "$RESULTS/unit.xml" --jsonfile "$RESULTS/unit.json" -- \
+    -race -count=1 ./...) || rc=1
+  (cd deploy && go vet ./... && gotestsum --format standard-verbose --junitfile "$RESULTS/unit-deploy.xml" \
+    --jsonfile "$RESULTS/unit-deploy.json" -- -race -count=1 ./...) || rc=1
+  counts unit "$RESULTS/unit.json" "$RESULTS/unit-deploy.json" || rc=1
   return $rc
 }
 
+export PATH=$ROOT/.tools/bin:$PATH
+RESULTS=$ROOT/results
+rm -rf "$RESULTS"
+mkdir -p "$RESULTS"
+
 stage "install tools" scripts/install-tools.sh
-stage "go vet" go vet ./...
+stage "go vet" sh -c 'go vet ./... && cd e2e && go vet ./...'
 stage "unit tests" unit
 stage "fuzz (${FUZZTIME:=100000x} each)" fuzz_all
+# the end-to-end suites in Go (e2e/): one stage each
+for suite in $(cd e2e && go test -list '^Test' . | grep '^Test'); do
+  stage "e2e ${suite#Test}" gotest "e2e-${suite#Test}" e2e -count=1 -timeout=30m -run "^$suite\$" .
+done
+# the end-to-end suites still in bash
 for suite in scripts/e2e-*.sh; do
   stage "$suite" "$suite"
 done
