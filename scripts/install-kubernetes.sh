@@ -40,8 +40,8 @@ have_all() {
   for cmd in $(want "$arch"); do [[ -x $KUBE_DIR/$arch/$cmd ]] || return 1; done
 }
 
-ETCD_VERSION=3.4.23*
-CNI_VERSION=1.1.1*
+ETCD_VERSION="3.4.23*"
+CNI_VERSION="1.1.1*"
 
 # --- etcd: Debian's etcd-server for this machine, unpacked privately
 source "$ROOT/scripts/lib/debs.sh"
@@ -93,7 +93,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 EOF
-  (cd "$mod" && go mod tidy -e 2>&1 | grep -v '^go: downloading' >&2 || true)
+  (cd "$mod" && { go mod tidy -e 2>&1 | grep -v '^go: downloading' >&2; true; })
   [[ -s $mod/go.sum ]] || { echo "install-kubernetes: go mod tidy failed" >&2; rm -f "$mod/go.sum"; exit 1; }
 fi
 

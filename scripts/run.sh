@@ -8,7 +8,7 @@ platforms=${PLATFORMS:-linux/amd64 linux/arm64}
 echo "run.sh: building dist/ for $platforms (the first build downloads Go modules: about a minute)" >&2
 start=$(date +%s)
 scripts/build.sh >/dev/null
-echo "run.sh: built in $(($(date +%s) - start)) s: $(cd dist && ls | tr '\n' ' ')" >&2
+echo "run.sh: built in $(($(date +%s) - start)) s:" dist/* >&2
 arch=$(go env GOARCH)
 echo "run.sh: starting dist/quinistry-linux-$arch $*" >&2
 exec "dist/quinistry-linux-$arch" "$@"

@@ -10,7 +10,7 @@
 # "stages: N passed, M failed". The exit status is 1 when any stage failed.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 1
 start=$(date +%s)
 LOGS=$(mktemp -d)
 trap 'rm -rf "$LOGS"' EXIT
@@ -72,25 +72,20 @@ counts() {
   fi
 }
 
-# fuzz_all: every fuzz target for FUZZTIME executions, each through gotestsum; prints
-# "fuzz: N passed, M failed" (targets).
-# A count, not a duration: go1.26's fuzz coordinator can report a spurious "context deadline
-# exceeded" when a duration runs out while a worker is busy (golang/go#75804, fixed in go1.27).
+# fuzz_all: every fuzz target for FUZZTIME executions, each through gotestsum (results/fuzz-*.xml and
+# .json); prints what they counted. A count, not a duration: go1.26's fuzz coordinator can report a
+# spurious "context deadline exceeded" when a duration runs out while a worker is busy
+# (golang/go#75804, fixed in go1.27).
 fuzz_all() {
-  local target pkg passed=0 failed=0
-  for target in $(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' --exclude-dir=e2e . | sed 's/^func //' | sort -u); do
-    pkg=$(grep -rlE "^func $target\(" --include='*_test.go' . | head -1 | xargs dirname)
-    if (cd "$ROOT" && gotestsum --format standard-verbose --junitfile "$RESULTS/fuzz-$target.xml" -- \
-      -run='^$' -fuzz="^$target\$" -fuzztime="$FUZZTIME" "$pkg"); then
-      echo "PASS fuzz $target ($pkg)"
-      passed=$((passed + 1))
-    else
-      echo "FAIL fuzz $target ($pkg)"
-      failed=$((failed + 1))
-    fi
-  done
-  echo "fuzz: $passed passed, $failed failed"
-  ((failed == 0 && passed > 0))
+  local target pkg rc=0 files=()
+  while read -r target; do
+    pkg=$(grep -rlE "^func $target\(" --include='*_test.go' --exclude-dir=e2e . | head -1 | xargs dirname)
+    gotestsum --format standard-verbose --junitfile "$RESULTS/fuzz-$target.xml" --jsonfile "$RESULTS/fuzz-$target.json" -- \
+      -run='^$' -fuzz="^$target\$" -fuzztime="$FUZZTIME" "$pkg" </dev/null || rc=1
+    files+=("$RESULTS/fuzz-$target.json")
+  done < <(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' --exclude-dir=e2e . | sed 's/^func //' | sort -u)
+  counts fuzz "${files[@]}" || rc=1
+  return $rc
 }
 
 # unit: the unit tests of the product's and deploy's modules, with the race detector; the e2e module
@@ -115,9 +110,9 @@ stage "go vet" sh -c 'go vet ./... && cd e2e && go vet ./...'
 stage "unit tests" unit
 stage "fuzz (${FUZZTIME:=100000x} each)" fuzz_all
 # the end-to-end suites in Go (e2e/): one stage each
-for suite in $(cd e2e && go test -list '^Test' . | grep '^Test'); do
+while read -r suite; do
   stage "e2e ${suite#Test}" gotest "e2e-${suite#Test}" e2e -count=1 -timeout=30m -run "^$suite\$" .
-done
+done < <(cd e2e && go test -list '^Test' . | grep '^Test')
 # the end-to-end suites still in bash
 for suite in scripts/e2e-*.sh; do
   stage "$suite" "$suite"
