@@ -127,4 +127,3 @@ func shellScripts(t *testing.T) []shellScript {
 	}
 	return out
 }
-

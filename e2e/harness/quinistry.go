@@ -30,11 +30,11 @@ type Server struct {
 	// Stdout is what it printed on standard output, once it has exited.
 	Stdout *Output
 
-	cmd    *exec.Cmd
-	done   chan struct{}
-	state  *os.ProcessState
+	cmd     *exec.Cmd
+	done    chan struct{}
+	state   *os.ProcessState
 	waitErr error
-	marks  atomic.Int64
+	marks   atomic.Int64
 }
 
 // Options says how to start a process; the zero value starts the binary
