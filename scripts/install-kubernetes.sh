@@ -93,7 +93,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 EOF
-  (cd "$mod" && { go mod tidy -e 2>&1 | grep -v '^go: downloading' >&2; true; })
+  (cd "$mod" && go mod tidy -e 2>&1 | grep -v '^go: downloading' >&2) || true
   [[ -s $mod/go.sum ]] || { echo "install-kubernetes: go mod tidy failed" >&2; rm -f "$mod/go.sum"; exit 1; }
 fi
 
