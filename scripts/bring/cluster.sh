@@ -174,7 +174,8 @@ node() {
   local name=${1:?usage: cluster.sh node DIR NAME [TAR...]} idx ns addr d=$D/$1 c reg t
   shift
   load
-  idx=$(($(wc -l <"$D/nodes" 2>/dev/null || echo 0) + 1))
+  idx=1
+  [[ ! -e $D/nodes ]] || idx=$(($(wc -l <"$D/nodes") + 1))
   [[ -n $(token_of "system:node:$name") ]] || fail "no token for $name: name it to up"
   echo "$name" >>"$D/nodes"
   mkdir -p "$d/cni/net.d" "$d/cni/ipam"
