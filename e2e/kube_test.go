@@ -454,18 +454,29 @@ func watchExits(t testing.TB, n *harness.Node, image string) (<-chan taskExit, f
 			}
 		}
 	}()
-	if out, err := n.Ctr("images", "tag", image, marker); err != nil {
-		t.Fatalf("ctr images tag %s %s: %v\n%s", image, marker, err, out)
+	// A tag made before ctr subscribed is never reported: tag again until
+	// one is.
+	deadline := time.After(time.Minute)
+	for i := 0; ; i++ {
+		tag := fmt.Sprintf("%s-%d", marker, i)
+		if out, err := n.Ctr("images", "tag", image, tag); err != nil {
+			t.Fatalf("ctr images tag %s %s: %v\n%s", image, tag, err, out)
+		}
+		select {
+		case <-subscribed:
+		case <-time.After(2 * time.Second):
+		case <-deadline:
+			t.Fatalf("ctr events on %s reported none of the marker tags %s-*", n.Name, marker)
+		}
+		if out, err := n.Ctr("images", "rm", tag); err != nil {
+			t.Fatalf("ctr images rm %s: %v\n%s", tag, err, out)
+		}
+		select {
+		case <-subscribed:
+			return ch, stop
+		default:
+		}
 	}
-	select {
-	case <-subscribed:
-	case <-time.After(time.Minute):
-		t.Fatalf("ctr events on %s did not report the marker tag %s", n.Name, marker)
-	}
-	if out, err := n.Ctr("images", "rm", marker); err != nil {
-		t.Fatalf("ctr images rm %s: %v\n%s", marker, err, out)
-	}
-	return ch, stop
 }
 
 // overlay writes dir/kustomization.yaml over deploy/, setting the parent's
