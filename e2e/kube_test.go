@@ -332,7 +332,7 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 	}
 }
 
-// fullPull fetches the list at addr (in namespace ns), every manifest it
+// fullPull fetches, through client, the list at addr, every manifest it
 // names and every config and layer once, checking each against its digest,
 // as a client that keeps what it has fetched. It returns the bytes of the
 // blobs read.

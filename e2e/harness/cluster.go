@@ -57,8 +57,7 @@ type Node struct {
 
 // StartCluster brings a cluster up in dir with `scripts/bring/cluster.sh up
 // dir nodes...` (a token for each node name; none is started yet) and takes
-// it down when the test ends, unless Down was called before. env (K=V) is
-// added to the script's environment.
+// it down when the test ends, unless Down was called before.
 func StartCluster(t testing.TB, dir string, nodes ...string) *Cluster {
 	t.Helper()
 	c := &Cluster{Dir: dir, Nodes: map[string]*Node{}}
