@@ -14,8 +14,8 @@
 #                   dockerd (pull --platform linux/amd64 then linux/arm64: the digest it resolved, the
 #                   image ID, the architecture)
 # The machine powers itself off at the end of its job.
-# Then the cluster step, when the Kubernetes binaries are there (scripts/install-kubernetes.sh, with
-# the arm64 kubelet): a cluster of scripts/lib/cluster.sh with node1 (amd64) in its namespace, and the
+# Then the cluster step (the Kubernetes binaries of scripts/install-kubernetes.sh with the arm64
+# kubelet must be there: missing ones are a FAIL): a cluster of scripts/bring/cluster.sh with node1 (amd64) in its namespace, and the
 # machine booted again with the arm64 kubelet (scripts/arm64-node/k8s-node.job), its tap on the
 # cluster's bridge, joining as node arm64vm. The parent DaemonSet (deploy/, image set by a kustomize
 # overlay) pulls quinistry:latest from an origin quinistry in the cluster's namespace; the child
@@ -36,7 +36,6 @@ Q_TMP=$(mktemp -d)
 source scripts/lib/quinistry.sh
 source scripts/lib/dockerd.sh
 source scripts/lib/arm64vm.sh
-source scripts/lib/cluster.sh
 export DOCKER_CONFIG=$Q_TMP/docker-config
 mkdir -p "$DOCKER_CONFIG"
 read -r -a FORMATS <<<"${E2E_FORMATS:-docker oci}"
@@ -53,7 +52,7 @@ cleanup() {
   q_stop_all
   vm_stop 0 2>/dev/null
   vm_net_down
-  [[ -z ${CLUSTER_STARTED:-} ]] || cluster_down
+  [[ -z ${CLUSTER_STARTED:-} ]] || scripts/bring/cluster.sh down "$Q_TMP/cluster"
   if [[ -n ${E2E_KEEP_TMP:-} ]]; then echo "e2e-arm64vm: kept $Q_TMP"; else rm -rf "$Q_TMP"; fi
 }
 trap cleanup EXIT
@@ -230,30 +229,47 @@ vm_net_down
 left=$(vm_leftovers)
 echo "the machine's own part: $(elapsed)"
 
-# --- The cluster step: the machine joins a Kubernetes cluster (scripts/lib/cluster.sh) as node
+# --- The cluster step: the machine joins a Kubernetes cluster (scripts/bring/cluster.sh) as node
 # arm64vm, beside node1 (amd64, the control plane's namespace). Its tap sits on the cluster's bridge.
 # The parent DaemonSet's image is quinistry:latest on an origin quinistry (amd64, in the cluster's
 # namespace, plain HTTP); each node's kubelet pulls its own platform from it; the child pulls
 # localhost:5000 from its own node's parent.
-KUBELET_ARM64=$ROOT/.tools/kubernetes/${KUBE_VERSION:-v1.34.4}/arm64/kubelet
+KUBE_VERSION=v1.34.4
+KUBE_DIR=$ROOT/.tools/kubernetes/$KUBE_VERSION
 missing=
-for b in "$KUBE_BIN"/{kubelet,kube-apiserver,kube-controller-manager,kube-scheduler,kubectl} "$ETCD_BIN" "$KUBELET_ARM64"; do
+for b in "$KUBE_DIR/$(go env GOHOSTARCH)"/{kubelet,kube-apiserver,kube-controller-manager,kube-scheduler,kubectl} \
+  "$ROOT/.tools/kubernetes/etcd/usr/bin/etcd" "$KUBE_DIR/arm64/kubelet"; do
   [[ -x $b ]] || missing+=" $b"
 done
+# defect 7 of issue 18: missing binaries used to skip the cluster step and pass
+check "cluster: the Kubernetes binaries are installed (scripts/install-tools.sh builds them)${missing:+; missing:$missing}" test -z "$missing"
 if [[ ${E2E_ARM64_CLUSTER:-1} == 0 ]]; then
   echo "e2e-arm64vm: the cluster step is skipped (E2E_ARM64_CLUSTER=0)"
-elif [[ -n $missing ]]; then
-  echo "e2e-arm64vm: the cluster step is skipped: no$missing (scripts/install-tools.sh builds them)"
-else
+elif [[ -z $missing ]]; then
   kstart=$(date +%s)
   kelapsed() { echo "$(($(date +%s) - kstart)) s"; }
   ARM=arm64vm
-  cluster_init "$Q_TMP/cluster"
+  CLUSTER_DIR=$Q_TMP/cluster
   CLUSTER_STARTED=1
-  cluster_up node1 "$ARM" || fatal "the control plane (logs: $CLUSTER_DIR/logs)"
+  for s in vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes; do
+    echo "$s $(sysctl -n "$s")"
+  done >"$Q_TMP/sysctl.was"
+  # bring VERB ARGS...: scripts/bring/cluster.sh VERB CLUSTER_DIR ARGS..., its KEY=VALUE lines set as variables
+  bring() {
+    local out k v
+    out=$(scripts/bring/cluster.sh "$1" "$CLUSTER_DIR" "${@:2}") || return 1
+    while IFS='=' read -r k v; do [[ -n $k ]] && printf -v "$k" '%s' "$v"; done <<<"$out"
+  }
+  kc() { in_ns "$KUBECTL" --kubeconfig "$KUBECONFIG" "$@"; }
+  in_ns() { nsenter --net="/run/netns/$CLUSTER_NS" "$@"; }
+  pod_on() {
+    kc get pods -l "app.kubernetes.io/component=$2" --field-selector "spec.nodeName=$1" \
+      -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.metadata.deletionTimestamp}{"\n"}{end}' | awk 'NF == 1 {print $1; exit}'
+  }
+  pod_pulled() { kc get events --field-selector "involvedObject.name=$1,reason=Pulled" -o jsonpath='{.items[*].message}'; }
+  bring up node1 "$ARM" || fatal "the control plane (logs: $CLUSTER_DIR/logs)"
   q_start origin nsenter --net="/run/netns/$CLUSTER_NS" "$ROOT/dist/quinistry-linux-amd64" --addr "$CLUSTER_API:0"
   ORIGIN=${Q_ADDR[origin]}
-  CLUSTER_HTTP_REGISTRIES=$ORIGIN
   WANT=$(in_ns curl -fsSI -H "Accept: $LIST_ACCEPT" "http://$ORIGIN/v2/quinistry/manifests/latest" |
     tr -d '\r' | awk -F': ' 'tolower($1) == "docker-content-digest" {print $2}')
   declare -A want=()
@@ -261,12 +277,11 @@ else
   echo "origin $ORIGIN serves list $WANT, linux/amd64 ${want[amd64]}, linux/arm64 ${want[arm64]}"
 
   # the machine's own files: the arm64 kubelet, its kubeconfig and the cluster's CA, the pause image
-  cluster_pause_image || fatal "the pause image"
   kroot=$Q_TMP/kube-root
   mkdir -p "$kroot/usr/bin" "$kroot/etc/kubernetes"
-  cp "$KUBELET_ARM64" "$kroot/usr/bin/kubelet"
-  cp "$CLUSTER_DIR/pki/ca.crt" "$CLUSTER_DIR/pause.tar" "$kroot/etc/kubernetes/"
-  cluster_node_kubeconfig "$ARM" "$kroot/etc/kubernetes/kubelet.kubeconfig" /etc/kubernetes/ca.crt
+  cp "$KUBE_DIR/arm64/kubelet" "$kroot/usr/bin/kubelet"
+  cp "$CA" "$PAUSE_TAR" "$kroot/etc/kubernetes/"
+  scripts/bring/cluster.sh kubeconfig "$CLUSTER_DIR" "$ARM" "$kroot/etc/kubernetes/kubelet.kubeconfig" /etc/kubernetes/ca.crt
   (cd "$kroot" && find . -mindepth 1 | cpio --quiet -o -H newc -R 0:0) >"$Q_TMP/kube-node.cpio"
   ARM_IP=$CLUSTER_NET.0.4
   vm_net_attach "$Q_TMP/vm-k8s" "$CLUSTER_NS" nodes0 "$ARM_IP" "$CLUSTER_API" || fatal "the machine's tap on the cluster's bridge"
@@ -274,8 +289,10 @@ else
   vm_start "$IMAGE" scripts/arm64-node/k8s-node.job "name=$ARM" "pause=$PAUSE_REF" "podcidr=$CLUSTER_NET.3.0/24" \
     "http=$ORIGIN" "ctl=$CTL" "hostname=$ARM"
   # node1 and the DaemonSets while the machine boots
-  node_up node1 1 || fatal "node1 (logs: $CLUSTER_DIR/logs)"
-  deploy_overlay "$Q_TMP/overlay" "$ORIGIN/quinistry" latest
+  CLUSTER_HTTP_REGISTRIES=$ORIGIN bring node node1 || fatal "node1 (logs: $CLUSTER_DIR/logs)"
+  mkdir -p "$Q_TMP/overlay"
+  printf 'resources: [%s]\nimages: [{name: registry.example.com/quinistry, newName: %s, newTag: latest}]\n' \
+    "$(realpath --relative-to="$Q_TMP/overlay" deploy)" "$ORIGIN/quinistry" >"$Q_TMP/overlay/kustomization.yaml"
   kc apply -k "$Q_TMP/overlay" >/dev/null || fatal "kubectl apply -k"
   kc apply -f deploy/child.yaml >/dev/null || fatal "kubectl apply -f deploy/child.yaml"
 
@@ -285,7 +302,7 @@ else
   check "cluster: the machine's containerd serves the CRI with the arm64 pause image imported: $line" grep -q '^QNODE cri ok pause=1 ' <<<"$line"
   line=$(vm_wait 'kubelet (v|exited)' 300) || line="(none)"
   check "cluster: the machine's arm64 kubelet is healthy: $line" grep -q "kubelet $KUBE_VERSION healthz=ok" <<<"$line"
-  _cl_wait 300 "node $ARM Ready" kc wait --for=condition=Ready "node/$ARM" --timeout=1s || true
+  for ((i = 0; i < 300; i++)); do kc wait --for=condition=Ready "node/$ARM" --timeout=1s >/dev/null 2>&1 && break; sleep 1; done
   nodes=$(kc get nodes -o jsonpath='{range .items[*]}{.metadata.name} {.status.nodeInfo.architecture} {.status.nodeInfo.kernelVersion} {.status.nodeInfo.containerRuntimeVersion} {.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status};{end}')
   echo "kubectl get nodes ($(kelapsed)): $nodes"
   check "cluster: kubectl get nodes shows node1 amd64 and $ARM arm64 (Debian's arm64 kernel, containerd 1.6), both $KUBE_VERSION and Ready: $nodes" \
@@ -295,7 +312,7 @@ else
   # rolled_on_each COMPONENT: wait for the component's DaemonSet, then check it runs one pod on each node
   rolled_on_each() {
     local pods
-    ds_rolled "quinistry-$1" 600 || true
+    kc rollout status "ds/quinistry-$1" --timeout=600s >/dev/null || true
     pods=$(kc get pods -l "app.kubernetes.io/component=$1" -o jsonpath='{range .items[*]}{.spec.nodeName}:{.metadata.name}:{.status.phase} {end}')
     check "cluster: the $1 DaemonSet has one running pod on each node ($(kelapsed)): $pods" \
       test "$(tr ' ' '\n' <<<"$pods" | grep ':Running$' | cut -d: -f1 | sort | xargs)" = "$ARM node1"
@@ -331,7 +348,7 @@ else
     grep -qE '^2 exe=/quinistry-linux-arm64 uid=65532,65532,65532,65532 root=ro(,[^ ]*)?$' <<<"$procs"
 
   # and what runs on node1, as the host's kernel sees it
-  procs=$(for pid in $(node_ctr node1 tasks ls | awk 'NR > 1 {print $2}'); do
+  procs=$(for pid in $(ctr --address "$NODE_SOCK" -n k8s.io tasks ls | awk 'NR > 1 {print $2}'); do
     exe=$(readlink "/proc/$pid/exe" || true)
     if [[ $exe == */quinistry-linux-* ]]; then echo "exe=${exe##*/} uid=$(awk '/^Uid:/ {print $2}' "/proc/$pid/status")"; fi
   done | sort | uniq -c | xargs)
@@ -348,17 +365,20 @@ else
   check "cluster: every node serves list $WANT on ports 5000 and 5001 (node1 at $CLUSTER_API, $ARM at $ARM_IP, from the cluster's namespace): ${served% }" \
     test "$(tr ' ' '\n' <<<"${served% }" | cut -d= -f2 | sort -u)" = "$WANT"
 
-  vm_send "$CTL" done || true
+  vm_send "$CTL" "done" || true
   line=$(vm_wait 'job exit' 120) || line="(none)"
   vm_stop 60 2>"$Q_TMP/vm-stop.err"
   check "cluster: $ARM's kubelet stopped, its job ended and the machine powered itself off: $line" \
     test -n "$(grep 'job exit=0' <<<"$line")" -a ! -s "$Q_TMP/vm-stop.err"
-  mapfile -t -O "${#pids[@]}" pids < <(printf '%s\n' "${Q_PID[@]}" "${CLUSTER_PID[@]}")
+  mapfile -t -O "${#pids[@]}" pids < <(printf '%s\n' "${Q_PID[@]}" "$(cat "$CLUSTER_DIR"/pids/* 2>/dev/null)")
   q_stop_all
   vm_net_down
-  cluster_down
+  scripts/bring/cluster.sh down "$CLUSTER_DIR"
   CLUSTER_STARTED=
-  left+=$({ cluster_leftovers || true; } | sed 's/^/ /' | tr '\n' ';')
+  # what of the cluster is left: namespaces, cgroup roots, sysctl changes (processes and mounts below)
+  left+=$(ip netns list | awk -v id="$CLUSTER_ID" '$1 == id || index($1, id "-") == 1 {printf " namespace %s", $1}')
+  left+=$(find /sys/fs/cgroup -maxdepth 2 -name "$CLUSTER_ID-*" -printf ' cgroup %p')
+  left+=$(while read -r s v; do [[ $(sysctl -n "$s") == "$v" ]] || echo -n " sysctl $s"; done <"$Q_TMP/sysctl.was")
   left+=$(vm_leftovers)
   echo "the cluster step: $(kelapsed)"
 fi
