@@ -462,36 +462,6 @@ func (n *nodes) inspect(t *testing.T, ref string) dockerImage {
 	return imgs[0]
 }
 
-// certsD trusts ca for hostport in dockerd (/etc/docker/certs.d/HOSTPORT/ca.crt),
-// which no other run can hold (the address is in this run's subnet); the
-// entry, and the folders made for it, go when scope (the suite's, so that
-// later subtests keep it) closes.
-func (n *nodes) certsD(t *testing.T, scope testing.TB, hostport, ca string) {
-	t.Helper()
-	d := filepath.Join("/etc/docker/certs.d", hostport)
-	if _, err := os.Lstat(d); err == nil {
-		t.Fatalf("%s exists already, not ours", d)
-	}
-	var made []string
-	for _, p := range []string{"/etc/docker", "/etc/docker/certs.d", d} {
-		if _, err := os.Stat(p); err != nil {
-			if err := os.Mkdir(p, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			made = append(made, p)
-		}
-	}
-	n.net.TrackFile(d)
-	scope.Cleanup(func() {
-		os.RemoveAll(d)
-		// (another run may have put something there meanwhile: then the folder stays)
-		for i := len(made) - 1; i >= 0; i-- {
-			os.Remove(made[i])
-		}
-	})
-	copyFile(t, ca, filepath.Join(d, "ca.crt"))
-}
-
 func copyFile(t testing.TB, from, to string) {
 	t.Helper()
 	data, err := os.ReadFile(from)
@@ -590,7 +560,7 @@ func (n *nodes) dockerOnB(t *testing.T) {
 		}
 	})
 	t.Run("b: docker pull with another CA in certs.d fails with x509: certificate signed by unknown authority", func(t *testing.T) {
-		n.certsD(t, n.scope, n.tlsAddr, n.other.File)
+		n.net.TrustDockerCA(t, n.scope, n.tlsAddr, n.other.File)
 		r := n.dk("pull", ref)
 		t.Logf("%s", x509Says(r.out))
 		failsSaying(t, r, "x509: certificate signed by unknown authority")
@@ -911,7 +881,7 @@ func (n *nodes) badInput(t *testing.T) {
 			failsSaying(t, curl("--cacert", n.ca.File, "https://"+n.expAddr+"/v2/"), "certificate has expired")
 		}},
 		{"b: docker pull against the expired certificate fails: x509: certificate has expired", func(t *testing.T) {
-			n.certsD(t, n.scope, n.expAddr, n.ca.File)
+			n.net.TrustDockerCA(t, n.scope, n.expAddr, n.ca.File)
 			r := n.dk("pull", n.expAddr+"/quinistry:latest")
 			t.Logf("%s", x509Says(r.out))
 			failsSaying(t, r, "x509: certificate has expired")

@@ -417,3 +417,71 @@ func (s *Server) MarkVia(client *http.Client, base string) (string, error) {
 	}
 	return path, nil
 }
+
+// dockerCertsD is where dockerd looks for a registry's CA: a system-wide
+// folder shared by every run on the machine.
+const dockerCertsD = "/etc/docker/certs.d"
+
+// TrustDockerCA trusts the CA in caFile for hostport in every dockerd on
+// the machine (/etc/docker/certs.d/HOSTPORT/ca.crt; dockerd reads it at
+// each pull). hostport must be an address of this network, which no other
+// run holds. The entry goes when keep ends (t itself when nil; the
+// suite's Scope, say, so that later subtests keep it), and so
+// do /etc/docker and /etc/docker/certs.d once empty if a run of this
+// harness made them: which run made them is noted in the claims folder,
+// under its flock, so that the last run to leave removes them whichever
+// made them.
+func (n *Network) TrustDockerCA(t, keep testing.TB, hostport, caFile string) {
+	t.Helper()
+	if keep == nil {
+		keep = t
+	}
+	entry := filepath.Join(dockerCertsD, hostport)
+	ca, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, unlock, err := lockClaims()
+	if err != nil || dir == nil {
+		t.Fatalf("locking %s: %v", netClaims, err)
+	}
+	defer unlock()
+	if _, err := os.Lstat(entry); err == nil {
+		t.Fatalf("%s exists already, not ours", entry)
+	}
+	for _, p := range []string{filepath.Dir(dockerCertsD), dockerCertsD} {
+		if _, err := os.Stat(p); err == nil {
+			continue
+		}
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(madeNote(p), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.TrackFile(entry)
+	keep.Cleanup(func() {
+		dir, unlock, err := lockClaims()
+		if err == nil && dir != nil {
+			defer unlock()
+		}
+		os.RemoveAll(entry)
+		for _, p := range []string{dockerCertsD, filepath.Dir(dockerCertsD)} {
+			if _, err := os.Stat(madeNote(p)); err == nil && os.Remove(p) == nil {
+				os.Remove(madeNote(p))
+			}
+		}
+	})
+	if err := os.MkdirAll(entry, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(entry, "ca.crt"), ca, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// madeNote is the claims folder's note that a run made folder p.
+func madeNote(p string) string {
+	return filepath.Join(netClaims, "made"+strings.ReplaceAll(p, "/", "-"))
+}
