@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# install-nodes.sh: what scripts/e2e-nodes.sh needs beyond scripts/install-tools.sh, fetched as Debian
+# install-nodes.sh: what TestNodes (e2e/nodes_test.go) needs beyond scripts/install-tools.sh, fetched as Debian
 # packages and unpacked into private folders (these are not installed system-wide; the host's apt sources,
 # architectures and binfmt_misc are not touched):
 #   .tools/nodes/qemu    Debian 13's static qemu-user 10.x (amd64): Debian 12's 7.2 rejects

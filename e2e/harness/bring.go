@@ -37,3 +37,39 @@ func BringUp(t testing.TB, what string, args ...string) map[string]string {
 	}
 	return vars
 }
+
+// BringUpAsync starts scripts/bring/WHAT.sh up with args at once and
+// returns a function that waits for it and returns its KEY=VALUE lines, as
+// BringUp does; call that from the test's goroutine. Several bring-ups (and
+// Dist) run side by side this way. `WHAT.sh down` runs when the test ends.
+func BringUpAsync(t testing.TB, what string, args ...string) func() map[string]string {
+	t.Helper()
+	script := filepath.Join(Root(), "scripts", "bring", what+".sh")
+	t.Cleanup(func() {
+		if out, err := exec.Command(script, append([]string{"down"}, args...)...).CombinedOutput(); err != nil {
+			t.Errorf("%s down: %v\n%s", what, err, out)
+		}
+	})
+	cmd := exec.Command(script, append([]string{"up"}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("bringing up %s: %v", what, err)
+	}
+	go func() { done <- cmd.Wait() }()
+	return func() map[string]string {
+		t.Helper()
+		if err := <-done; err != nil {
+			t.Fatalf("bringing up %s: %v\n%s", what, err, stderr.String())
+		}
+		vars := map[string]string{}
+		sc := bufio.NewScanner(&stdout)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), "="); ok {
+				vars[k] = v
+			}
+		}
+		return vars
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -31,6 +32,7 @@ func CheckNothingLeft(t *testing.T, before Snapshot) {
 		left = append(left, added("mount", before.mounts, mounts(t))...)
 		left = append(left, added("network namespace", before.netns, netns())...)
 		left = append(left, added("link", before.links, links())...)
+		left = append(left, extraLeftovers()...)
 		if len(left) > 0 {
 			t.Errorf("left behind:\n  %s", strings.Join(left, "\n  "))
 		}
@@ -91,4 +93,49 @@ func links() map[string]bool {
 		m[e.Name()] = true
 	}
 	return m
+}
+
+var (
+	leftoverMu     sync.Mutex
+	leftoverChecks []func() []string
+)
+
+// AddLeftoverCheck adds a check that CheckNothingLeft runs too: check
+// returns a line for each thing left behind (a process by PID, a namespace,
+// a system-wide file). NewNetwork adds one for each network.
+func AddLeftoverCheck(check func() []string) {
+	leftoverMu.Lock()
+	defer leftoverMu.Unlock()
+	leftoverChecks = append(leftoverChecks, check)
+}
+
+func extraLeftovers() []string {
+	leftoverMu.Lock()
+	checks := append([]func() []string(nil), leftoverChecks...)
+	leftoverMu.Unlock()
+	var out []string
+	for _, c := range checks {
+		out = append(out, c()...)
+	}
+	return out
+}
+
+// CheckOwnLeftovers runs the suite's last subtest, "nothing is left
+// behind", without CheckNothingLeft's machine-wide diff: every process the
+// tests started through the harness has exited, and every check added with
+// AddLeftoverCheck (each Network's: its namespaces, links, mounts, processes
+// and files) finds nothing. Suites that run while others run on the same
+// machine use it: the machine-wide diff names the other suites' namespaces
+// and mounts too.
+func CheckOwnLeftovers(t *testing.T) {
+	t.Run("nothing is left behind", func(t *testing.T) {
+		var left []string
+		for _, p := range StillRunning() {
+			left = append(left, "process "+p)
+		}
+		left = append(left, extraLeftovers()...)
+		if len(left) > 0 {
+			t.Errorf("left behind:\n  %s", strings.Join(left, "\n  "))
+		}
+	})
 }
