@@ -182,7 +182,7 @@ func (k kube) servedPull(t testing.TB, pod string) []harness.Record {
 // containerPID finds the host PID of the pod's (only) container in the
 // kernel's view: the one process of the cgroup named for its container ID
 // under the node's cgroup root.
-func containerPID(t testing.TB, n *harness.Node, p kubePod) int {
+func containerPID(t testing.TB, n *harness.ClusterNode, p kubePod) int {
 	t.Helper()
 	if len(p.Status.ContainerStatuses) == 0 {
 		t.Fatalf("pod %s has no container status", p.Metadata.Name)
@@ -274,7 +274,7 @@ func readTrim(t testing.TB, path string) string {
 type ctrImage struct{ Ref, Type, Digest string }
 
 // ctrImages lists the node's images, reading ctr's table by its header.
-func ctrImages(t testing.TB, n *harness.Node) map[string]ctrImage {
+func ctrImages(t testing.TB, n *harness.ClusterNode) map[string]ctrImage {
 	t.Helper()
 	out, err := n.Ctr("images", "ls")
 	if err != nil {
@@ -414,7 +414,7 @@ type taskExit struct {
 // function that stops it. It knows it is subscribed when it sees the
 // /images/create event of a marker tag it makes (of image, the pause image
 // say) and removes.
-func watchExits(t testing.TB, n *harness.Node, image string) (<-chan taskExit, func()) {
+func watchExits(t testing.TB, n *harness.ClusterNode, image string) (<-chan taskExit, func()) {
 	t.Helper()
 	cmd := exec.Command("ctr", "--address", n.Sock, "events")
 	out, err := cmd.StdoutPipe()

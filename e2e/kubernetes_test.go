@@ -132,7 +132,7 @@ func TestKubernetes(t *testing.T) {
 			t.Errorf("parent pod %s logged no containerd request for /v2/quinistry/manifests/latest", parent.Metadata.Name)
 		}
 	})
-	serves := func(t *testing.T, n *harness.Node, port int, want string) {
+	serves := func(t *testing.T, n *harness.ClusterNode, port int, want string) {
 		if got, _ := servedAt(t, n.NS, fmt.Sprintf("127.0.0.1:%d", port)); got != want {
 			t.Errorf("%s's hostPort %d serves %s, want %s", n.Name, port, got, want)
 		}

@@ -36,14 +36,14 @@ type Cluster struct {
 	// API is the apiserver's address inside NS (port 6443).
 	API string
 	// Nodes are the nodes joined so far, by name.
-	Nodes map[string]*Node
+	Nodes map[string]*ClusterNode
 
 	downOnce sync.Once
 	downErr  error
 }
 
-// Node is one node of a Cluster.
-type Node struct {
+// ClusterNode is one node of a Cluster.
+type ClusterNode struct {
 	Name string
 	// NS is its network namespace, Addr its address there.
 	NS, Addr string
@@ -60,7 +60,7 @@ type Node struct {
 // it down when the test ends, unless Down was called before.
 func StartCluster(t testing.TB, dir string, nodes ...string) *Cluster {
 	t.Helper()
-	c := &Cluster{Dir: dir, Nodes: map[string]*Node{}}
+	c := &Cluster{Dir: dir, Nodes: map[string]*ClusterNode{}}
 	t.Cleanup(func() {
 		if err := c.Down(); err != nil {
 			t.Errorf("%v", err)
@@ -76,10 +76,10 @@ func StartCluster(t testing.TB, dir string, nodes ...string) *Cluster {
 // first node runs in the cluster's namespace, later ones in namespaces of
 // their own. env (K=V, such as CLUSTER_HTTP_REGISTRIES=HOST:PORT) is added
 // to the script's environment.
-func (c *Cluster) AddNode(t testing.TB, env []string, name string, tars ...string) *Node {
+func (c *Cluster) AddNode(t testing.TB, env []string, name string, tars ...string) *ClusterNode {
 	t.Helper()
 	v := c.bring(t, env, append([]string{"node", c.Dir, name}, tars...)...)
-	n := &Node{Name: name, NS: v["NODE_NS"], Addr: v["NODE_ADDR"], Sock: v["NODE_SOCK"], Cgroup: v["NODE_CGROUP"], Pods: v["NODE_PODS"]}
+	n := &ClusterNode{Name: name, NS: v["NODE_NS"], Addr: v["NODE_ADDR"], Sock: v["NODE_SOCK"], Cgroup: v["NODE_CGROUP"], Pods: v["NODE_PODS"]}
 	c.Nodes[name] = n
 	return n
 }
@@ -158,7 +158,7 @@ func (c *Cluster) Kc(t testing.TB, args ...string) []byte {
 }
 
 // Ctr runs ctr -n k8s.io against the node's containerd.
-func (n *Node) Ctr(args ...string) (string, error) {
+func (n *ClusterNode) Ctr(args ...string) (string, error) {
 	return RunErr(append([]string{"ctr", "--address", n.Sock, "-n", "k8s.io"}, args...)...)
 }
 
