@@ -15,6 +15,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -146,6 +147,10 @@ type frontDoor struct {
 	ready    chan struct{}
 	reg      *registry.Registry
 	packTime time.Duration
+	// waiting counts the registry requests that have arrived and wait for
+	// open; /metrics shows it, so that a request's arrival while packing is
+	// observable.
+	waiting atomic.Int64
 }
 
 func newFrontDoor() *frontDoor { return &frontDoor{ready: make(chan struct{})} }
@@ -184,9 +189,18 @@ func (f *frontDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	select {
 	case <-f.ready:
-		f.reg.ServeHTTP(w, r)
-	case <-r.Context().Done():
+	default:
+		f.waiting.Add(1)
+		select {
+		case <-f.ready:
+		case <-r.Context().Done():
+		}
+		f.waiting.Add(-1)
+		if r.Context().Err() != nil {
+			return
+		}
 	}
+	f.reg.ServeHTTP(w, r)
 }
 
 // writeMetrics serves the Prometheus text format: build information,
@@ -203,6 +217,7 @@ func (f *frontDoor) writeMetrics(w http.ResponseWriter) {
 		ready = 1
 	}
 	fmt.Fprintf(&b, "# HELP quinistry_ready Whether the image is packed and served.\n# TYPE quinistry_ready gauge\nquinistry_ready %d\n", ready)
+	fmt.Fprintf(&b, "# HELP quinistry_requests_waiting Registry requests received while packing, waiting for the image.\n# TYPE quinistry_requests_waiting gauge\nquinistry_requests_waiting %d\n", f.waiting.Load())
 	if reg != nil {
 		fmt.Fprintf(&b, "# HELP quinistry_pack_seconds Time taken to pack and self-check the image.\n# TYPE quinistry_pack_seconds gauge\nquinistry_pack_seconds %g\n", f.packTime.Seconds())
 		_ = reg.WriteMetrics(&b)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,18 @@ import (
 	"github.com/quinistry/quinistry/registry"
 )
 
+// metricLines returns the sample lines of a Prometheus text body, so that
+// a check matches a whole line ("x 1" is not "x 10").
+func metricLines(body string) []string {
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		if l != "" && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 func TestFrontDoor(t *testing.T) {
 	front := newFrontDoor()
 	get := func(ctx context.Context, path string) *httptest.ResponseRecorder {
@@ -21,35 +34,53 @@ func TestFrontDoor(t *testing.T) {
 		front.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil).WithContext(ctx))
 		return rec
 	}
+	metrics := func() []string { return metricLines(get(context.Background(), "/metrics").Body.String()) }
 
 	assert.Equal(t, http.StatusOK, get(context.Background(), "/healthz").Code)
 	assert.Equal(t, http.StatusServiceUnavailable, get(context.Background(), "/readyz").Code)
-	assert.Contains(t, get(context.Background(), "/metrics").Body.String(), "quinistry_ready 0\n")
+	assert.Contains(t, metrics(), "quinistry_ready 0")
+	assert.Contains(t, metrics(), "quinistry_requests_waiting 0")
 
-	// A registry request made while packing waits, and gives up with its client.
+	// A registry request made while packing is seen to wait (the front door
+	// counts it), is not answered, and gives up with its client.
 	ctx, cancel := context.WithCancel(context.Background())
-	waited := make(chan *httptest.ResponseRecorder)
+	waited := make(chan *httptest.ResponseRecorder, 1)
 	go func() { waited <- get(ctx, "/v2/") }()
+	waitFor(t, "the request to wait", func() bool { return front.waiting.Load() == 1 })
+	assert.Contains(t, metrics(), "quinistry_requests_waiting 1")
 	select {
 	case <-waited:
 		t.Fatal("a request was answered before the registry was ready")
-	case <-time.After(50 * time.Millisecond):
+	default:
 	}
 	cancel()
-	<-waited
-
-	// Once open, a waiting request is answered by the registry.
-	go func() { waited <- get(context.Background(), "/v2/") }()
-	front.open(registry.New(&index.Content{}, "quinistry", []string{"latest"}, nil), time.Second)
 	rec := <-waited
+	assert.False(t, rec.Flushed)
+	assert.Empty(t, rec.Body.String(), "the given-up request got an answer")
+	assert.Equal(t, int64(0), front.waiting.Load())
+
+	// A request that is known to wait (counted before open) is answered by
+	// the registry once it opens.
+	go func() { waited <- get(context.Background(), "/v2/") }()
+	waitFor(t, "the second request to wait", func() bool { return front.waiting.Load() == 1 })
+	select {
+	case <-waited:
+		t.Fatal("a request was answered before the registry was ready")
+	default:
+	}
+	front.open(registry.New(&index.Content{}, "quinistry", []string{"latest"}, nil), time.Second)
+	rec = <-waited
 	require.Equal(t, http.StatusOK, rec.Code)
 	assert.Equal(t, "registry/2.0", rec.Header().Get("Docker-Distribution-API-Version"))
 	assert.Equal(t, http.StatusOK, get(context.Background(), "/readyz").Code)
+	assert.Equal(t, int64(0), front.waiting.Load())
 
-	metrics := get(context.Background(), "/metrics")
-	assert.Equal(t, http.StatusOK, metrics.Code)
-	assert.Contains(t, metrics.Body.String(), "quinistry_ready 1\n")
-	assert.Contains(t, metrics.Body.String(), "quinistry_pack_seconds 1\n")
-	assert.Contains(t, metrics.Body.String(), `quinistry_requests_total{route="base",status="200"} 1`)
-	assert.Contains(t, metrics.Body.String(), "quinistry_build_info{")
+	m := get(context.Background(), "/metrics")
+	assert.Equal(t, http.StatusOK, m.Code)
+	lines := metricLines(m.Body.String())
+	assert.Contains(t, lines, "quinistry_ready 1")
+	assert.Contains(t, lines, "quinistry_requests_waiting 0")
+	assert.Contains(t, lines, "quinistry_pack_seconds 1")
+	assert.Contains(t, lines, `quinistry_requests_total{route="base",status="200"} 1`)
+	assert.Contains(t, m.Body.String(), "\nquinistry_build_info{")
 }
