@@ -89,9 +89,7 @@ func clients(t *testing.T, format, bin string) (leftovers []string) {
 	if format == "oci" {
 		s.listType, s.listName, s.childTypes = harness.OCIIndex, "an OCI image index", harness.OCIManifest
 	}
-	if !t.Run("generation 1 serves the list", func(t *testing.T) { fetchServed(t, s) }) {
-		return nil
-	}
+	fetchServed(t, s)
 	t.Logf("list %s; amd64 %s; arm64 %s; %d blobs", s.list, s.manifests["amd64"].Digest, s.manifests["arm64"].Digest, len(s.blobs))
 
 	t.Run("docker", func(t *testing.T) { leftovers = dockerClient(t, s) })
@@ -132,6 +130,7 @@ func fetchServed(t *testing.T, s *served) {
 	})
 	s.manifests, s.images = map[string]v1.Descriptor{}, map[string]*v1.Manifest{}
 	blobs := map[string]bool{}
+	var wrong []string
 	for _, d := range idx.Manifests {
 		if d.Platform == nil || d.Platform.OS != "linux" {
 			t.Fatalf("the list has an entry without a linux platform: %+v", d)
@@ -142,14 +141,14 @@ func fetchServed(t *testing.T, s *served) {
 			t.Fatalf("GET the %s manifest %s: status %d", arch, d.Digest, m.Status)
 		}
 		if got := sha256Digest(m.Body); got != d.Digest.String() {
-			t.Fatalf("the %s manifest's bytes hash to %s, the list names %s", arch, got, d.Digest)
+			wrong = append(wrong, fmt.Sprintf("the %s manifest's bytes hash to %s, the list names %s", arch, got, d.Digest))
 		}
 		man, err := v1.ParseManifest(bytes.NewReader(m.Body))
 		if err != nil {
 			t.Fatalf("decoding the %s manifest: %v", arch, err)
 		}
-		if string(man.MediaType) != s.childTypes {
-			t.Errorf("the %s manifest is a %s, want a %s", arch, man.MediaType, s.childTypes)
+		if string(man.MediaType) != s.childTypes || string(d.MediaType) != s.childTypes {
+			wrong = append(wrong, fmt.Sprintf("the %s manifest is a %s, named in the list as a %s", arch, man.MediaType, d.MediaType))
 		}
 		s.manifests[arch], s.images[arch] = d, man
 		blobs[man.Config.Digest.String()] = true
@@ -157,6 +156,11 @@ func fetchServed(t *testing.T, s *served) {
 			blobs[l.Digest.String()] = true
 		}
 	}
+	t.Run("each platform's manifest hashes to the digest the list names and is of the list's format", func(t *testing.T) {
+		for _, w := range wrong {
+			t.Error(w)
+		}
+	})
 	if _, ok := s.manifests["amd64"]; !ok {
 		t.Fatalf("the list has no amd64 entry: %v", harness.Platforms(idx))
 	}
@@ -209,7 +213,9 @@ func dockerClient(t *testing.T, s *served) (leftovers []string) {
 		}
 	})
 
-	var pulled = map[string]dockerImage{}
+	// Each action runs in the body and its subtest only judges it, so that
+	// `go test -run` can pick any one check and what it needs still happens.
+	pulled := map[string]dockerImage{}
 	for _, arch := range []string{"amd64", "arm64"} {
 		args := []string{"pull"}
 		name := "docker pull of generation 1's tag"
@@ -217,16 +223,9 @@ func dockerClient(t *testing.T, s *served) (leftovers []string) {
 			args = append(args, "--platform", "linux/arm64")
 			name = "docker pull --platform linux/arm64 of generation 1's tag"
 		}
-		var out string
-		if !t.Run(name, func(t *testing.T) {
-			var errOut string
-			var err error
-			out, errOut, err = d.RunErr(append(args, s.ref)...)
-			if err != nil {
-				t.Fatalf("%v\n%s", err, out+errOut)
-			}
-			t.Logf("%s", out)
-		}) {
+		out, errOut, err := d.RunErr(append(args, s.ref)...)
+		t.Logf("docker %s:\n%s", strings.Join(args, " "), out+errOut)
+		if !succeeds(t, name, err) {
 			continue
 		}
 		man := s.images[arch]
@@ -275,14 +274,18 @@ func dockerClient(t *testing.T, s *served) (leftovers []string) {
 	}
 
 	t.Run("generation 2 runs the amd64 image locked down", func(t *testing.T) {
-		gen2 := d.RunContainer(t, "gen2-amd64", append(append([]string{}, lockdown...), "qtest/amd64", "--addr", "127.0.0.1:0")...)
+		gen2, err := d.RunContainer(t, "gen2-amd64", append(append([]string{}, lockdown...), "qtest/amd64", "--addr", "127.0.0.1:0")...)
+		if !succeeds(t, "it logs its ready line", err) {
+			return
+		}
 		lockedDown(t, gen2, "amd64")
-		sameDigest(t, s.list, gen2.Addr)
+		sameDigest(t, s.list, gen2)
 		ref2 := gen2.Addr + "/quinistry:latest"
-		if !t.Run("docker pull from generation 2 gives the same RepoDigest and image ID", func(t *testing.T) {
-			if out, errOut, err := d.RunErr("pull", ref2); err != nil {
-				t.Fatalf("docker pull %s: %v\n%s", ref2, err, out+errOut)
-			}
+		out, errOut, err := d.RunErr("pull", ref2)
+		if !succeeds(t, "docker pull from generation 2", err, out+errOut) {
+			return
+		}
+		t.Run("the image pulled from generation 2 has the same RepoDigest and image ID", func(t *testing.T) {
 			img := inspectImage(t, d, ref2)
 			if want := gen2.Addr + "/quinistry@" + s.list; !slices.Contains(img.RepoDigests, want) {
 				t.Errorf("RepoDigests %v, want %s among them", img.RepoDigests, want)
@@ -290,16 +293,17 @@ func dockerClient(t *testing.T, s *served) (leftovers []string) {
 			if img.ID != pulled["amd64"].ID {
 				t.Errorf("the image pulled from generation 2 is %s, from generation 1 %s", img.ID, pulled["amd64"].ID)
 			}
-		}) {
-			return
-		}
+		})
 		t.Run("docker manifest inspect of generation 2 shows "+s.listName+" with both platforms", func(t *testing.T) {
 			manifestInspect(t, d, s, ref2)
 		})
 		t.Run("generation 3, pulled from generation 2, runs locked down with no flag but the address", func(t *testing.T) {
-			gen3 := d.RunContainer(t, "gen3-amd64", append(append([]string{}, lockdown...), ref2, "--addr", "127.0.0.1:0")...)
+			gen3, err := d.RunContainer(t, "gen3-amd64", append(append([]string{}, lockdown...), ref2, "--addr", "127.0.0.1:0")...)
+			if !succeeds(t, "it logs its ready line", err) {
+				return
+			}
 			lockedDown(t, gen3, "amd64")
-			sameDigest(t, s.list, gen3.Addr)
+			sameDigest(t, s.list, gen3)
 			t.Run("docker manifest inspect of generation 3 shows "+s.listName, func(t *testing.T) {
 				manifestInspect(t, d, s, gen3.Addr+"/quinistry:latest")
 			})
@@ -315,9 +319,12 @@ func dockerClient(t *testing.T, s *served) (leftovers []string) {
 		if _, err := os.Stat(filepath.Join(notes, "binfmt.registered")); err == nil {
 			leftovers = append(leftovers, "/proc/sys/fs/binfmt_misc/quinistry-aarch64")
 		}
-		c := d.RunContainer(t, "gen2-arm64", append(append([]string{}, lockdown...), "--platform", "linux/arm64", "qtest/arm64", "--addr", "127.0.0.1:0")...)
+		c, err := d.RunContainer(t, "gen2-arm64", append(append([]string{}, lockdown...), "--platform", "linux/arm64", "qtest/arm64", "--addr", "127.0.0.1:0")...)
+		if !succeeds(t, "it logs its ready line", err) {
+			return
+		}
 		lockedDown(t, c, "arm64")
-		sameDigest(t, s.list, c.Addr)
+		sameDigest(t, s.list, c)
 	})
 
 	t.Run("docker manifest inspect --insecure of generation 1 names linux/amd64 and linux/arm64", func(t *testing.T) {
@@ -369,14 +376,27 @@ func lockedDown(t *testing.T, c *harness.Container, arch string) {
 	})
 }
 
-// sameDigest checks that addr serves the list digest want.
-func sameDigest(t *testing.T, want, addr string) {
+// sameDigest checks that the container c serves the list digest want.
+func sameDigest(t *testing.T, want string, c *harness.Container) {
 	t.Helper()
 	t.Run("it serves the same list digest", func(t *testing.T) {
-		if got := harness.ListDigest(t, addr, "quinistry"); got != want {
-			t.Errorf("%s serves %s, generation 1 %s", addr, got, want)
+		if got := harness.ListDigest(t, c.Addr, "quinistry"); got != want {
+			t.Errorf("%s (%s) serves %s, generation 1 %s", c.Name, c.Addr, got, want)
 		}
 	})
+}
+
+// succeeds runs a subtest named name that fails, showing err and what the
+// action printed, when the action done before it failed; it reports
+// whether the action succeeded.
+func succeeds(t *testing.T, name string, err error, printed ...string) bool {
+	t.Helper()
+	t.Run(name, func(t *testing.T) {
+		if err != nil {
+			t.Fatalf("%v\n%s", err, strings.Join(printed, "\n"))
+		}
+	})
+	return err == nil
 }
 
 // manifestInspect: `docker manifest inspect --insecure` gives the list's
@@ -484,59 +504,67 @@ func craneClient(t *testing.T, s *served) {
 	})
 }
 
-// skopeoClient: skopeo copies single platforms and whole lists.
+// skopeoClient: skopeo copies single platforms and whole lists. The copies
+// run in the body, their checks in subtests.
 func skopeoClient(t *testing.T, s *served, format string) {
 	skopeo := harness.Tool(t, "skopeo")
 	dir := harness.TempDir(t)
-	sk := func(t *testing.T, args ...string) string {
-		t.Helper()
-		return harness.Run(t, append([]string{skopeo}, args...)...)
-	}
 	src := "docker://" + s.ref
+	copyTo := func(dst string, flags ...string) error {
+		_, err := harness.RunErr(append(append([]string{skopeo, "copy", "-q", "--src-tls-verify=false"}, flags...), src, dst)...)
+		return err
+	}
+
 	arm64 := filepath.Join(dir, "arm64")
-	t.Run("skopeo copy --override-arch arm64 to an OCI layout gives the arm64 image with verified blobs", func(t *testing.T) {
-		sk(t, "copy", "-q", "--src-tls-verify=false", "--override-arch", "arm64", src, "oci:"+arm64+":latest")
-		m := layoutManifest(t, arm64, layoutRef(t, arm64, "latest"))
-		cfg := harness.JSON[v1.ConfigFile](t, "the copied config", layoutBlob(t, arm64, m.Config.Digest))
-		if p := cfg.OS + "/" + cfg.Architecture; p != "linux/arm64" {
-			t.Errorf("the copied image is %s", p)
+	if succeeds(t, "skopeo copy --override-arch arm64 to an OCI layout", copyTo("oci:"+arm64+":latest", "--override-arch", "arm64")) {
+		t.Run("the copied image is linux/arm64 with verified blobs", func(t *testing.T) {
+			m := layoutManifest(t, arm64, layoutRef(t, arm64, "latest"))
+			cfg := harness.JSON[v1.ConfigFile](t, "the copied config", layoutBlob(t, arm64, m.Config.Digest))
+			if p := cfg.OS + "/" + cfg.Architecture; p != "linux/arm64" {
+				t.Errorf("the copied image is %s", p)
+			}
+			for _, l := range m.Layers {
+				layoutBlob(t, arm64, l.Digest)
+			}
+			if len(m.Layers) != len(s.images["arm64"].Layers) {
+				t.Errorf("the copied image has %d layers, the arm64 manifest %d", len(m.Layers), len(s.images["arm64"].Layers))
+			}
+		})
+		if format == "oci" {
+			t.Run("the arm64 copy keeps the arm64 manifest digest", func(t *testing.T) {
+				if got, want := layoutRef(t, arm64, "latest"), s.manifests["arm64"].Digest; got != want {
+					t.Errorf("the layout names %s, the list's arm64 entry %s", got, want)
+				}
+			})
 		}
-		for _, l := range m.Layers {
-			layoutBlob(t, arm64, l.Digest)
-		}
-		if len(m.Layers) != len(s.images["arm64"].Layers) {
-			t.Errorf("the copied image has %d layers, the arm64 manifest %d", len(m.Layers), len(s.images["arm64"].Layers))
-		}
-	})
-	t.Run("skopeo copy --all --preserve-digests to a dir keeps the list digest", func(t *testing.T) {
-		all := filepath.Join(dir, "all-dir")
-		sk(t, "copy", "-q", "--src-tls-verify=false", "--all", "--preserve-digests", src, "dir:"+all)
-		b, err := os.ReadFile(filepath.Join(all, "manifest.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := sha256Digest(b); got != s.list {
-			t.Errorf("the copied list hashes to %s, served %s", got, s.list)
-		}
-	})
+	}
+
+	allDir := filepath.Join(dir, "all-dir")
+	if succeeds(t, "skopeo copy --all --preserve-digests to a dir", copyTo("dir:"+allDir, "--all", "--preserve-digests")) {
+		t.Run("the copied list's digest is the list digest", func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join(allDir, "manifest.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := sha256Digest(b); got != s.list {
+				t.Errorf("the copied list hashes to %s, served %s", got, s.list)
+			}
+		})
+	}
+
 	allOCI := filepath.Join(dir, "all-oci")
 	if format == "oci" {
-		t.Run("skopeo's arm64 copy keeps the arm64 manifest digest", func(t *testing.T) {
-			if got, want := layoutRef(t, arm64, "latest"), s.manifests["arm64"].Digest; got != want {
-				t.Errorf("the layout names %s, the list's arm64 entry %s", got, want)
-			}
-		})
-		t.Run("skopeo copy --all --preserve-digests to an OCI layout names the list digest", func(t *testing.T) {
-			sk(t, "copy", "-q", "--src-tls-verify=false", "--all", "--preserve-digests", src, "oci:"+allOCI+":latest")
-			if got := layoutRef(t, allOCI, "latest"); got.String() != s.list {
-				t.Errorf("index.json names %s, served %s", got, s.list)
-			}
-		})
-	} else {
+		if succeeds(t, "skopeo copy --all --preserve-digests to an OCI layout", copyTo("oci:"+allOCI+":latest", "--all", "--preserve-digests")) {
+			t.Run("the OCI layout's index.json names the list digest", func(t *testing.T) {
+				if got := layoutRef(t, allOCI, "latest"); got.String() != s.list {
+					t.Errorf("index.json names %s, served %s", got, s.list)
+				}
+			})
+		}
+	} else if succeeds(t, "skopeo copy --all to an OCI layout (converted to an OCI index)", copyTo("oci:"+allOCI+":latest", "--all")) {
 		// an OCI layout holds OCI types only: skopeo converts the Docker list (a
 		// new digest, by design)
-		t.Run("skopeo copy --all to an OCI layout converts the list to an OCI index with both platforms", func(t *testing.T) {
-			sk(t, "copy", "-q", "--src-tls-verify=false", "--all", src, "oci:"+allOCI+":latest")
+		t.Run("the converted index has both platforms", func(t *testing.T) {
 			idx := harness.JSON[v1.IndexManifest](t, "the converted index", layoutBlob(t, allOCI, layoutRef(t, allOCI, "latest")))
 			if string(idx.MediaType) != harness.OCIIndex {
 				t.Errorf("the converted list is a %s", idx.MediaType)
@@ -546,8 +574,10 @@ func skopeoClient(t *testing.T, s *served, format string) {
 			}
 		})
 	}
+
 	t.Run("skopeo inspect --raw gives the served bytes", func(t *testing.T) {
-		if got := sk(t, "inspect", "--tls-verify=false", "--raw", src); got != string(s.listBytes) {
+		got := harness.Run(t, skopeo, "inspect", "--tls-verify=false", "--raw", src)
+		if got != string(s.listBytes) {
 			t.Errorf("skopeo inspect --raw gave %d bytes hashing to %s, served %d bytes (%s)", len(got), sha256Digest([]byte(got)), len(s.listBytes), s.list)
 		}
 	})
@@ -622,7 +652,13 @@ func conformance(t *testing.T, s *served) {
 	t.Logf("conformance: %s: %v", r.Result, r.Counts)
 	t.Run("the OCI distribution-spec pull workflow (read-only) is all green", func(t *testing.T) {
 		if r.Result != "Pass" || r.Counts["Pass"] == 0 || r.Counts["FAIL"] != 0 || r.Counts["Error"] != 0 || r.Counts["Skip"] != 0 {
-			t.Errorf("result %s, counts %v; not passed: %v", r.Result, r.Counts, r.Failures())
+			var why []string
+			for _, l := range strings.Split(r.Output, "\n") {
+				if l = strings.TrimSpace(l); strings.HasPrefix(l, "- ") {
+					why = append(why, l)
+				}
+			}
+			t.Errorf("result %s, counts %v; not passed: %v\n%s", r.Result, r.Counts, r.Failures(), strings.Join(why, "\n"))
 		}
 	})
 	for _, name := range conformanceTests {

@@ -3,6 +3,7 @@ package harness
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -104,14 +105,15 @@ type Container struct {
 // RunContainer runs `docker run --detach --name NAME args...` (args end with
 // the image and its arguments; give it `--addr 127.0.0.1:0` and host
 // networking so that it serves on the host's loopback), follows its log,
-// and waits until it logs its ready line. The container is removed, by
-// force, when the test ends.
-func (d *Docker) RunContainer(t testing.TB, name string, args ...string) *Container {
+// and waits until it logs its ready line. The error says why it did not,
+// with the container's state and log. The container is removed, by force,
+// when the test ends.
+func (d *Docker) RunContainer(t testing.TB, name string, args ...string) (*Container, error) {
 	t.Helper()
-	out, _, err := d.RunErr(append([]string{"run", "--detach", "--name", name}, args...)...)
 	t.Cleanup(func() { _, _, _ = d.RunErr("rm", "--force", "--volumes", name) })
+	out, _, err := d.RunErr(append([]string{"run", "--detach", "--name", name}, args...)...)
 	if err != nil {
-		t.Fatalf("docker run %s: %v", strings.Join(args, " "), err)
+		return nil, fmt.Errorf("docker run %s: %w", strings.Join(args, " "), err)
 	}
 	c := &Container{Name: name, ID: strings.TrimSpace(out), Log: newLog(), d: d}
 	// docker logs --follow ends when the container is removed
@@ -121,14 +123,14 @@ func (d *Docker) RunContainer(t testing.TB, name string, args ...string) *Contai
 	r, w, err := os.Pipe()
 	if err != nil {
 		cancel()
-		t.Fatal(err)
+		return nil, err
 	}
 	follow.Stdout, follow.Stderr = w, w
 	if err := follow.Start(); err != nil {
 		cancel()
 		r.Close()
 		w.Close()
-		t.Fatalf("docker logs --follow %s: %v", name, err)
+		return nil, fmt.Errorf("docker logs --follow %s: %w", name, err)
 	}
 	w.Close()
 	read := make(chan struct{})
@@ -141,19 +143,18 @@ func (d *Docker) RunContainer(t testing.TB, name string, args ...string) *Contai
 		select {
 		case <-done:
 		case <-time.After(30 * time.Second):
-			cancel()
-			<-done
 		}
 		cancel()
+		<-done
 		<-read
 	})
 	rec, err := c.Log.WaitErr(ContainerReadyTimeout, func(r Record) bool { return r.Msg() == "ready" })
 	if err != nil {
 		state, _, _ := d.RunErr("inspect", "--format", "{{.State.Status}} exit={{.State.ExitCode}} {{.State.Error}}", name)
-		t.Fatalf("container %s did not log its ready line: %v; its state: %s; its log:\n%s", name, err, strings.TrimSpace(state), c.Log.Text())
+		return nil, fmt.Errorf("container %s did not log its ready line: %w; its state: %s; its log:\n%s", name, err, strings.TrimSpace(state), c.Log.Text())
 	}
 	c.Addr = rec["addr"]
-	return c
+	return c, nil
 }
 
 // PID returns the host PID of the container's first process (its
