@@ -60,14 +60,17 @@ func TestClients(t *testing.T) {
 		t.Run(format, func(t *testing.T) { leftovers = append(leftovers, clients(t, format, amd64)...) })
 	}
 	harness.CheckNothingLeft(t, before)
-	t.Run("nothing of dockerd or binfmt is left behind", func(t *testing.T) {
-		var left []string
+	t.Run("nothing of dockerd, its containers or binfmt is left behind", func(t *testing.T) {
+		var left, ids []string
 		for _, l := range leftovers {
-			if _, err := os.Stat(l); err == nil {
+			if !strings.HasPrefix(l, "/") {
+				ids = append(ids, l)
+			} else if _, err := os.Stat(l); err == nil {
 				left = append(left, l)
 			}
 		}
 		left = append(left, processesNaming(t, leftovers)...)
+		left = append(left, cgroupsNaming(t, ids)...)
 		if len(left) > 0 {
 			t.Errorf("left behind:\n  %s", strings.Join(left, "\n  "))
 		}
@@ -76,8 +79,9 @@ func TestClients(t *testing.T) {
 
 // clients runs every client against a generation 1 that serves format. It
 // returns what must be gone once it has ended: the binfmt handler it
-// registered, if it did, and the dockerd directory (no process may still
-// name it).
+// registered, if it did, the dockerd directory (no process may still name
+// it) and the IDs of the containers it ran (no process or cgroup may still
+// name them).
 func clients(t *testing.T, format, bin string) (leftovers []string) {
 	args := []string{"--addr", "127.0.0.1:0"}
 	if format == "oci" {
@@ -278,6 +282,7 @@ func dockerClient(t *testing.T, s *served) (leftovers []string) {
 		if !succeeds(t, "it logs its ready line", err) {
 			return
 		}
+		leftovers = append(leftovers, gen2.ID)
 		lockedDown(t, gen2, "amd64")
 		sameDigest(t, s.list, gen2)
 		ref2 := gen2.Addr + "/quinistry:latest"
@@ -302,6 +307,7 @@ func dockerClient(t *testing.T, s *served) (leftovers []string) {
 			if !succeeds(t, "it logs its ready line", err) {
 				return
 			}
+			leftovers = append(leftovers, gen3.ID)
 			lockedDown(t, gen3, "amd64")
 			sameDigest(t, s.list, gen3)
 			t.Run("docker manifest inspect of generation 3 shows "+s.listName, func(t *testing.T) {
@@ -323,6 +329,7 @@ func dockerClient(t *testing.T, s *served) (leftovers []string) {
 		if !succeeds(t, "it logs its ready line", err) {
 			return
 		}
+		leftovers = append(leftovers, c.ID)
 		lockedDown(t, c, "arm64")
 		sameDigest(t, s.list, c)
 	})
@@ -668,6 +675,31 @@ func conformance(t *testing.T, s *served) {
 			}
 		})
 	}
+}
+
+// cgroupsNaming returns a line for each cgroup whose name holds one of ids
+// (a container's cgroup that outlived it).
+func cgroupsNaming(t *testing.T, ids []string) []string {
+	var out []string
+	if len(ids) == 0 {
+		return nil
+	}
+	root := "/sys/fs/cgroup"
+	_ = filepath.WalkDir(root, func(path string, e os.DirEntry, err error) error {
+		if err != nil || !e.IsDir() {
+			return nil
+		}
+		if strings.Count(strings.TrimPrefix(path, root), "/") > 4 {
+			return filepath.SkipDir
+		}
+		for _, id := range ids {
+			if strings.Contains(e.Name(), id) {
+				out = append(out, "cgroup "+path)
+			}
+		}
+		return nil
+	})
+	return out
 }
 
 // processesNaming returns a line for each process whose command line names

@@ -30,6 +30,8 @@ type Confinement struct {
 	NetNS, MntNS string
 	// Cmdline is its argv.
 	Cmdline []string
+	// Cgroup is its cgroup path (cgroup v2), or its /proc/PID/cgroup lines.
+	Cgroup string
 }
 
 // RootReadOnly says whether the process's root file system is mounted
@@ -38,8 +40,8 @@ func (c Confinement) RootReadOnly() bool { return slices.Contains(c.RootOptions,
 
 // String sums up the confinement for failure messages.
 func (c Confinement) String() string {
-	return fmt.Sprintf("pid %d, uid %v, gid %v, groups %v, CapEff %016x CapPrm %016x CapBnd %016x CapAmb %016x, NoNewPrivs %v, root mounted %s, %s, argv %q",
-		c.PID, c.Uid, c.Gid, c.Groups, c.CapEff, c.CapPrm, c.CapBnd, c.CapAmb, c.NoNewPrivs, strings.Join(c.RootOptions, ","), c.NetNS, c.Cmdline)
+	return fmt.Sprintf("pid %d, uid %v, gid %v, groups %v, CapEff %016x CapPrm %016x CapBnd %016x CapAmb %016x, NoNewPrivs %v, root mounted %s, %s, cgroup %s, argv %q",
+		c.PID, c.Uid, c.Gid, c.Groups, c.CapEff, c.CapPrm, c.CapBnd, c.CapAmb, c.NoNewPrivs, strings.Join(c.RootOptions, ","), c.NetNS, c.Cgroup, c.Cmdline)
 }
 
 // ReadConfinement reads /proc/PID/status, mountinfo, cmdline and the
@@ -117,6 +119,9 @@ func ReadConfinement(t testing.TB, pid int) Confinement {
 		t.Fatalf("reading the command line of process %d: %v", pid, err)
 	}
 	c.Cmdline = strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	if cg, err := os.ReadFile(dir + "/cgroup"); err == nil {
+		c.Cgroup = strings.TrimPrefix(strings.TrimSpace(string(cg)), "0::")
+	}
 	if c.NetNS, err = os.Readlink(dir + "/ns/net"); err != nil {
 		t.Fatalf("process %d: %v", pid, err)
 	}
