@@ -60,6 +60,9 @@ func TestClients(t *testing.T) {
 		t.Run(format, func(t *testing.T) { leftovers = append(leftovers, clients(t, format, amd64)...) })
 	}
 	harness.CheckNothingLeft(t, before)
+	// the harness's check above compares the whole machine before and after,
+	// so suites running at the same time show up there; this one looks only
+	// for what this suite made
 	t.Run("nothing of dockerd, its containers or binfmt is left behind", func(t *testing.T) {
 		var left, ids []string
 		for _, l := range leftovers {
@@ -71,6 +74,7 @@ func TestClients(t *testing.T) {
 		}
 		left = append(left, processesNaming(t, leftovers)...)
 		left = append(left, cgroupsNaming(t, ids)...)
+		left = append(left, mountsUnder(t, leftovers)...)
 		if len(left) > 0 {
 			t.Errorf("left behind:\n  %s", strings.Join(left, "\n  "))
 		}
@@ -699,6 +703,28 @@ func cgroupsNaming(t *testing.T, ids []string) []string {
 		}
 		return nil
 	})
+	return out
+}
+
+// mountsUnder returns a line for each mount point at or under one of the
+// paths (the dockerd directory's data and exec roots).
+func mountsUnder(t *testing.T, paths []string) []string {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		for _, p := range paths {
+			if strings.HasPrefix(p, "/") && (f[4] == p || strings.HasPrefix(f[4], p+"/")) {
+				out = append(out, "mount "+f[4])
+			}
+		}
+	}
 	return out
 }
 
