@@ -594,7 +594,7 @@ func maxStreams(t *testing.T, bin string) {
 	t.Run("the slots are given back", func(t *testing.T) { waitInFlight(t, s, 0) })
 	t.Run("a download afterwards is sent whole", func(t *testing.T) {
 		r := harness.Do(t, http.MethodGet, s.URL(path))
-		if d := sha256Digest(r.Body); r.Status != http.StatusOK || d != layer {
+		if d := harness.DigestOf(r.Body); r.Status != http.StatusOK || d != layer {
 			t.Errorf("status %d, %d bytes hashing to %s; want %s", r.Status, len(r.Body), d, layer)
 		}
 	})
@@ -632,7 +632,7 @@ func noStreamCap(t *testing.T, bin string) {
 	})
 	t.Run("a fourth download is sent whole while they are held", func(t *testing.T) {
 		r := harness.Do(t, http.MethodGet, s.URL(path))
-		if d := sha256Digest(r.Body); r.Status != http.StatusOK || d != layer {
+		if d := harness.DigestOf(r.Body); r.Status != http.StatusOK || d != layer {
 			t.Errorf("status %d (%s), %d bytes hashing to %s; want %s", r.Status, bodyHint(r.Body), len(r.Body), d, layer)
 		}
 	})
@@ -678,11 +678,6 @@ func getAll(url string) (harness.Response, error) {
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	return harness.Response{Status: resp.StatusCode, Header: resp.Header, Body: body}, err
-}
-
-func sha256Digest(b []byte) string {
-	sum := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // unreadable: a binary that cannot read itself (execute-only, run as a user

@@ -206,38 +206,6 @@ func containerPID(t testing.TB, n *harness.ClusterNode, p kubePod) int {
 	return pid
 }
 
-// procStatus reads /proc/PID/status into its fields.
-func procStatus(t testing.TB, pid int) map[string]string {
-	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := map[string]string{}
-	for _, line := range strings.Split(string(data), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok {
-			m[k] = strings.Join(strings.Fields(v), " ")
-		}
-	}
-	return m
-}
-
-// rootOptions returns the mount options of the process's root file system.
-func rootOptions(t testing.TB, pid int) []string {
-	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var opts []string
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) > 5 && f[4] == "/" {
-			opts = strings.Split(f[5], ",")
-		}
-	}
-	return opts
-}
-
 // cgroupDir returns the process's directory in cgroup v1 hierarchy ctrl
 // (memory, cpu) as /proc/PID/cgroup names it.
 func cgroupDir(t testing.TB, pid int, ctrl string) string {

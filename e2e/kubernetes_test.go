@@ -143,38 +143,36 @@ func TestKubernetes(t *testing.T) {
 	// --- the manifests earn their keep: what the kernel says about the parent's process
 	t.Run("security", func(t *testing.T) {
 		pid := containerPID(t, node1, parent)
-		st := procStatus(t, pid)
-		t.Logf("parent pod %s: process %d", parent.Metadata.Name, pid)
+		c := harness.ReadConfinement(t, pid)
+		t.Logf("parent pod %s: %s", parent.Metadata.Name, c)
 		t.Run("runs as uid 65532", func(t *testing.T) {
-			if st["Uid"] != "65532 65532 65532 65532" {
-				t.Errorf("process %d Uid (real, effective, saved, fs): %s", pid, st["Uid"])
+			if c.Uid != [4]uint32{65532, 65532, 65532, 65532} {
+				t.Errorf("process %d Uid (real, effective, saved, fs): %v", pid, c.Uid)
 			}
 		})
 		t.Run("runs as gid 65532", func(t *testing.T) {
-			if st["Gid"] != "65532 65532 65532 65532" {
-				t.Errorf("process %d Gid: %s", pid, st["Gid"])
+			if c.Gid != [4]uint32{65532, 65532, 65532, 65532} {
+				t.Errorf("process %d Gid: %v", pid, c.Gid)
 			}
 		})
 		t.Run("has no capabilities", func(t *testing.T) {
-			for _, c := range []string{"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"} {
-				if st[c] != "0000000000000000" {
-					t.Errorf("process %d %s: %s", pid, c, st[c])
-				}
+			if c.CapInh|c.CapPrm|c.CapEff|c.CapBnd|c.CapAmb != 0 {
+				t.Errorf("process %d has capabilities: %s", pid, c)
 			}
 		})
 		t.Run("NoNewPrivs", func(t *testing.T) {
-			if st["NoNewPrivs"] != "1" {
-				t.Errorf("process %d NoNewPrivs: %s", pid, st["NoNewPrivs"])
+			if !c.NoNewPrivs {
+				t.Errorf("process %d: no_new_privs is not set", pid)
 			}
 		})
 		t.Run("a seccomp filter", func(t *testing.T) {
-			if st["Seccomp"] != "2" {
-				t.Errorf("process %d Seccomp: %s (2 is a filter)", pid, st["Seccomp"])
+			if c.Seccomp != 2 {
+				t.Errorf("process %d Seccomp: %d (2 is a filter)", pid, c.Seccomp)
 			}
 		})
 		t.Run("a read-only root file system", func(t *testing.T) {
-			if opts := rootOptions(t, pid); !slices.Contains(opts, "ro") {
-				t.Errorf("process %d's root is mounted %v", pid, opts)
+			if !c.RootReadOnly() {
+				t.Errorf("process %d's root is mounted %v", pid, c.RootOptions)
 			}
 		})
 		t.Run("shutdown: --shutdown-timeout 25s inside a 30 s grace period", func(t *testing.T) {

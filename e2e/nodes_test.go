@@ -440,22 +440,13 @@ func (n *nodes) dk(args ...string) result {
 	return run(cmd)
 }
 
-// dockerImage is what docker image inspect says of an image.
-type dockerImage struct {
-	ID           string `json:"Id"`
-	Os           string
-	Architecture string
-	Variant      string
-	RepoDigests  []string
-}
-
-func (n *nodes) inspect(t *testing.T, ref string) dockerImage {
+func (n *nodes) inspect(t *testing.T, ref string) harness.DockerImage {
 	t.Helper()
 	r := n.dk("image", "inspect", ref)
 	if r.code != 0 {
 		t.Fatalf("docker image inspect %s: %s", ref, r)
 	}
-	imgs := harness.JSON[[]dockerImage](t, "docker image inspect "+ref, []byte(r.out))
+	imgs := harness.JSON[[]harness.DockerImage](t, "docker image inspect "+ref, []byte(r.out))
 	if len(imgs) != 1 {
 		t.Fatalf("docker image inspect %s: %d images", ref, len(imgs))
 	}
@@ -625,41 +616,6 @@ func sorted(s ...string) []string {
 
 // ---------- the pulled image, locked down on b's network
 
-// procStatus reads /proc/PID/status into a map.
-func procStatus(pid int) (map[string]string, error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return nil, err
-	}
-	m := map[string]string{}
-	for _, line := range strings.Split(string(data), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok {
-			m[k] = strings.Join(strings.Fields(v), " ")
-		}
-	}
-	return m, nil
-}
-
-// rootMountOptions returns the mount options of the process's root, from
-// /proc/PID/mountinfo.
-func rootMountOptions(pid int) (string, error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/mountinfo")
-	if err != nil {
-		return "", err
-	}
-	opts := ""
-	for _, line := range strings.Split(string(data), "\n") {
-		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS ...; the last mount on / is the one seen
-		if f := strings.Fields(line); len(f) > 5 && f[4] == "/" {
-			opts = f[5]
-		}
-	}
-	if opts == "" {
-		return "", fmt.Errorf("no mount on / in /proc/%d/mountinfo", pid)
-	}
-	return opts, nil
-}
-
 func nsInode(path string) (string, error) {
 	var st syscall.Stat_t
 	if err := syscall.Stat(path, &st); err != nil {
@@ -696,38 +652,31 @@ func (n *nodes) containerOnB(t *testing.T, scope *harness.Scope) {
 		if !strings.Contains(string(cmdline), "\x00"+n.bAddr) {
 			t.Fatalf("pid %d is not the container's server: %q", pid, cmdline)
 		}
-		st, err := procStatus(pid)
-		if err != nil {
-			t.Fatal(err)
+		c := harness.ReadConfinement(t, pid)
+		ids := [4]uint32{65532, 65532, 65532, 65532}
+		if c.Uid != ids || c.Gid != ids {
+			t.Errorf("/proc/%d/status: uid %v, gid %v, want 65532 throughout", pid, c.Uid, c.Gid)
 		}
-		want := map[string]string{
-			"Uid": "65532 65532 65532 65532", "Gid": "65532 65532 65532 65532",
-			"CapInh": "0000000000000000", "CapPrm": "0000000000000000", "CapEff": "0000000000000000",
-			"CapBnd": "0000000000000000", "CapAmb": "0000000000000000",
-			"NoNewPrivs": "1", "Seccomp": "2",
-		}
-		for _, g := range strings.Fields(st["Groups"]) {
-			if g != "65532" {
-				t.Errorf("/proc/%d/status: Groups is %q: group %s besides 65532", pid, st["Groups"], g)
+		for _, g := range c.Groups {
+			if g != 65532 {
+				t.Errorf("/proc/%d/status: Groups is %v: group %d besides 65532", pid, c.Groups, g)
 			}
 		}
-		for _, k := range []string{"Uid", "Gid", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp"} {
-			if st[k] != want[k] {
-				t.Errorf("/proc/%d/status: %s is %q, want %q", pid, k, st[k], want[k])
-			}
+		if c.CapInh|c.CapPrm|c.CapEff|c.CapBnd|c.CapAmb != 0 {
+			t.Errorf("/proc/%d/status: capabilities left: %s", pid, c)
 		}
-		opts, err := rootMountOptions(pid)
-		if err != nil {
-			t.Fatal(err)
-		} else if !slices.Contains(strings.Split(opts, ","), "ro") {
-			t.Errorf("/proc/%d/mountinfo: its root is mounted %s, not ro", pid, opts)
+		if !c.NoNewPrivs || c.Seccomp != 2 {
+			t.Errorf("/proc/%d/status: NoNewPrivs %v, Seccomp %d, want true and 2 (a filter)", pid, c.NoNewPrivs, c.Seccomp)
+		}
+		if !c.RootReadOnly() {
+			t.Errorf("/proc/%d/mountinfo: its root is mounted %v, not ro", pid, c.RootOptions)
 		}
 		got, err1 := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/net")
 		wantNS, err2 := nsInode(filepath.Join("/run/netns", n.b.NS))
 		if err1 != nil || err2 != nil || got != wantNS {
 			t.Errorf("pid %d is in network namespace %s, b's is %s (%v %v)", pid, got, wantNS, err1, err2)
 		}
-		t.Logf("pid %d: Uid %s, CapEff %s, CapBnd %s, NoNewPrivs %s, Seccomp %s, root %s, %s", pid, st["Uid"], st["CapEff"], st["CapBnd"], st["NoNewPrivs"], st["Seccomp"], opts, got)
+		t.Logf("%s", c)
 	})
 	t.Run("a: the container on b serves the same list digest", func(t *testing.T) {
 		if !running {

@@ -46,7 +46,7 @@ func TestSoak(t *testing.T) {
 
 	dist := harness.Dist(t)
 	s := harness.Start(t, "soak", harness.Binary(dist, "linux/amd64"), []string{"--addr", "127.0.0.1:0"})
-	sv := served(t, s.Addr)
+	sv := readServed(t, s.Addr)
 	t.Logf("soak: %s/quinistry:latest, list %s, %d blobs; %d crane, %d skopeo and %d curl loops for %d s",
 		s.Addr, sv.list, len(sv.blobs), nCrane, nSkopeo, nCurl, seconds)
 
@@ -229,7 +229,7 @@ type servedContent struct {
 	layers    int
 }
 
-func served(t *testing.T, addr string) *servedContent {
+func readServed(t *testing.T, addr string) *servedContent {
 	t.Helper()
 	get := func(path string) []byte {
 		r := harness.Do(t, http.MethodGet, "http://"+addr+path, "Accept", harness.ListAccept)
@@ -239,7 +239,7 @@ func served(t *testing.T, addr string) *servedContent {
 		return r.Body
 	}
 	body := get("/v2/quinistry/manifests/latest")
-	sv := &servedContent{addr: addr, list: sha256Digest(body), manifests: map[string]string{}}
+	sv := &servedContent{addr: addr, list: harness.DigestOf(body), manifests: map[string]string{}}
 	list := harness.JSON[v1.IndexManifest](t, "the list", body)
 	blobs := map[string]bool{}
 	for _, d := range list.Manifests {
@@ -326,7 +326,7 @@ func (sv *servedContent) skopeoCopy(skopeo, dir string, i, n int) (string, error
 	if err != nil {
 		return what, err
 	}
-	if got := sha256Digest(data); got != want {
+	if got := harness.DigestOf(data); got != want {
 		return what, soakMismatch{fmt.Sprintf("manifest.json is %s, not %s", got, want)}
 	}
 	return what, shaNames(dir, count)

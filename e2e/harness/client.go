@@ -3,6 +3,8 @@ package harness
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -164,4 +166,10 @@ func JSON[T any](t testing.TB, what string, data []byte) T {
 		t.Fatalf("decoding %s: %v\n%s", what, err, data)
 	}
 	return v
+}
+
+// DigestOf returns the sha256 digest of b, as a registry names it.
+func DigestOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }

@@ -1,11 +1,10 @@
 # shellcheck shell=bash
-# Private Docker daemon and arm64 emulation for end-to-end tests. Source it, then:
+# Private Docker daemon for end-to-end tests (the implementation of scripts/bring/dockerd.sh; arm64
+# emulation is scripts/bring/binfmt.sh). Source it, then:
 #   dockerd_start DIR    start dockerd (+ its own containerd) with sockets and data under DIR, export DOCKER_HOST
 #   dockerd_stop DIR     stop them by PID, unmount and delete what is under DIR (dockerd.log is kept)
-#   binfmt_arm64_on/off  register qemu-aarch64-static (F flag) so linux/arm64 containers run; off undoes
-#                        only a registration made by on in this shell
 # Use "$DOCKER" rather than docker: the CLI 28 at /usr/local/bin, not Debian's older /usr/bin/docker.
-# Typical use: dockerd_start "$tmp/docker"; trap 'binfmt_arm64_off; dockerd_stop "$tmp/docker"' EXIT
+# Typical use: dockerd_start "$tmp/docker"; trap 'dockerd_stop "$tmp/docker"' EXIT
 # Tuning: DOCKERD_STORAGE_DRIVER (default vfs, works on any backing fs; overlay2 works here too, no faster
 # for small images), DOCKERD_TIMEOUT (seconds to wait for the daemon, default 30), DOCKERD_BRIDGE (a
 # bridge the caller made and addressed: containers get their own network on it and -p publishes ports
@@ -62,25 +61,4 @@ dockerd_stop() {
   done
   find "$dir" -mindepth 1 -maxdepth 1 ! -name dockerd.log -exec rm -rf {} +
   [[ ${DOCKER_HOST:-} != "unix://$dir/docker.sock" ]] || unset DOCKER_HOST
-}
-
-_BINFMT=/proc/sys/fs/binfmt_misc
-_BINFMT_NAME=quinistry-aarch64
-_BINFMT_OURS=
-
-binfmt_arm64_on() {
-  [[ -e $_BINFMT/register ]] || mount -t binfmt_misc binfmt_misc "$_BINFMT" || return 1
-  # an aarch64 handler is already there (binfmt-support's qemu-aarch64, say): use it, never remove it
-  if grep -qs '^magic 7f454c460201010000000000000000000200b700' "$_BINFMT"/*; then return 0; fi
-  # the kernel decodes the \x escapes itself
-  printf '%s\n' ":$_BINFMT_NAME:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:/usr/bin/qemu-aarch64-static:F" \
-    >"$_BINFMT/register" || return 1
-  _BINFMT_OURS=1
-}
-
-binfmt_arm64_off() {
-  if [[ -n $_BINFMT_OURS && -e $_BINFMT/$_BINFMT_NAME ]]; then
-    echo -1 >"$_BINFMT/$_BINFMT_NAME"
-  fi
-  _BINFMT_OURS=
 }
