@@ -40,7 +40,7 @@ if [[ $("$BIN/gotestsum" --version 2>/dev/null) != "gotestsum version $GOTESTSUM
   [[ $("$BIN/gotestsum" --version 2>/dev/null) == "gotestsum version $GOTESTSUM_VERSION" ]] || { echo "install-tools: gotestsum install failed" >&2; exit 1; }
 fi
 
-# --- CNCF distribution registry: the push target of e2e-travel.sh and the baseline of bench.sh
+# --- CNCF distribution registry: the push target of TestTravel (e2e/) and the baseline of bench.sh
 REGISTRY_VERSION=v3.1.2
 if ! "$BIN/registry" --version 2>/dev/null | grep -q " $REGISTRY_VERSION"; then
   echo "install-tools: go install registry@$REGISTRY_VERSION"

@@ -3,6 +3,7 @@ package harness
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -54,6 +55,8 @@ type Options struct {
 	// NoWaitReady returns as soon as the process is started, without waiting
 	// for its ready line.
 	NoWaitReady bool
+	// Stdin, when not nil, is the process's standard input.
+	Stdin io.Reader
 }
 
 var (
@@ -94,6 +97,7 @@ func start(name string, opts Options, argv []string) (*Server, error) {
 		cmd.Env = []string{}
 	}
 	cmd.Dir = opts.Dir
+	cmd.Stdin = opts.Stdin
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if opts.User != nil {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: *opts.User, Gid: *opts.User, Groups: []uint32{}}

@@ -1,11 +1,13 @@
 // Command regauth is the authentication side of the end-to-end tests that
-// push to the CNCF registry (scripts/e2e-travel.sh):
+// push to the CNCF registry (e2e's TestTravel):
 //
 //	regauth htpasswd USER        reads a password on stdin, prints USER:bcrypt-hash
 //	regauth issuer DIR ADDR USER reads a password on stdin, writes DIR/root.crt and
 //	                             serves bearer tokens on ADDR/token (docker token auth:
 //	                             basic credentials in, a signed JWT granting the asked
-//	                             repository scopes out); logs "ready" when serving
+//	                             repository scopes out); logs "msg=ready addr=ADDR"
+//	                             when serving (ADDR may have port 0: the line
+//	                             names the port it got)
 //	regauth port                 prints a free TCP port on 127.0.0.1
 //
 // It is test code only: its key lives in memory and its tokens grant every
@@ -139,7 +141,7 @@ func serveIssuer(dir, addr, user, password string) error {
 		json.NewEncoder(w).Encode(map[string]any{"token": tok, "access_token": tok, "expires_in": 300,
 			"issued_at": time.Now().UTC().Format(time.RFC3339)})
 	})
-	fmt.Fprintf(os.Stderr, "regauth: ready addr=%s\n", ln.Addr())
+	fmt.Fprintf(os.Stderr, "msg=ready addr=%s\n", ln.Addr())
 	return http.Serve(ln, mux)
 }
 
