@@ -62,7 +62,6 @@ type sbomSuite struct {
 // OCI layout, where oras finds them; and the home page renders in headless
 // Chromium with no console error and no request leaving the origin.
 func TestSbom(t *testing.T) {
-	before := harness.TakeSnapshot(t)
 	s := &sbomSuite{dist: harness.Dist(t)}
 	s.amd64 = harness.Binary(s.dist, "linux/amd64")
 	s.dir = harness.TempDir(t)
@@ -96,12 +95,19 @@ func TestSbom(t *testing.T) {
 	t.Run("page", func(t *testing.T) { s.page(t, origin) })
 	origin.Stop(t)
 
-	t.Run("no chromium process is left", func(t *testing.T) {
-		if left := s.chromiumLeft(); len(left) > 0 {
-			t.Errorf("chromium processes still run: %v", left)
+	// TestSbom mounts nothing and makes no namespace or link: what it can
+	// leave are the processes it started (quinistry, the CNCF registry, the
+	// clients) and Chromium's. The machine-wide diff of harness.CheckNothingLeft
+	// also counts what suites running beside this one make meanwhile (their
+	// network namespaces and dockerd mounts were seen failing it), so here it
+	// is reduced to processes.
+	t.Run("nothing is left behind", func(t *testing.T) {
+		left := harness.StillRunning()
+		left = append(left, s.chromiumLeft()...)
+		if len(left) > 0 {
+			t.Errorf("still running:\n  %s", strings.Join(left, "\n  "))
 		}
 	})
-	harness.CheckNothingLeft(t, before)
 }
 
 // format runs generation 1 in one format and checks its referrers with
