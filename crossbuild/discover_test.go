@@ -1,8 +1,11 @@
 package crossbuild_test
 
 import (
+	"debug/buildinfo"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -77,4 +80,51 @@ func TestDiscoverErrors(t *testing.T) {
 	assert.ErrorContains(t, err, "cannot read siblings directory")
 	_, err = crossbuild.Discover(crossbuild.Discovery{Self: filepath.Join(dir, "gone"), Dir: dir})
 	assert.ErrorContains(t, err, "cannot read the running binary")
+}
+
+// TestDiscoverReadsEachSiblingsOwnBuildInfo: every sibling comes with the
+// build information read from its own file (its GOARCH, its main module),
+// not the running binary's, which only the running binary's own platform
+// gets. Each platform's SBOM is made from it. Runs on any host: the siblings
+// are the supported platforms other than the host's.
+func TestDiscoverReadsEachSiblingsOwnBuildInfo(t *testing.T) {
+	dir, self := discoveryDir(t)
+	var others []crossbuild.Platform
+	for _, p := range []crossbuild.Platform{amd64, arm64, armv7} {
+		if p != crossbuild.Current() {
+			testbin.Copy(t, testbin.Build(t, p), filepath.Join(dir, p.FileName()))
+			others = append(others, p)
+		}
+	}
+	bins, err := crossbuild.Discover(crossbuild.Discovery{Self: self, Dir: dir})
+	require.NoError(t, err)
+	require.Len(t, bins, len(others)+1)
+
+	selfInfo, ok := debug.ReadBuildInfo()
+	require.True(t, ok)
+	for _, b := range bins {
+		require.NotNil(t, b.Info, b.Platform.String())
+		if b.Platform == crossbuild.Current() {
+			assert.Equal(t, self, b.Path)
+			assert.Equal(t, selfInfo.Main.Path, b.Info.Main.Path)
+			assert.Equal(t, runtime.GOARCH, goSetting(b.Info, "GOARCH"))
+			continue
+		}
+		fromFile, err := buildinfo.ReadFile(filepath.Join(dir, b.Platform.FileName()))
+		require.NoError(t, err)
+		assert.Equal(t, b.Platform.Arch, goSetting(b.Info, "GOARCH"), "%s gets the build settings %v", b.Platform, b.Info.Settings)
+		assert.Equal(t, testbin.ModulePath, b.Info.Main.Path, "%s gets the main module of %s", b.Platform, b.Info.Path)
+		assert.Equal(t, fromFile.Settings, b.Info.Settings, b.Platform.String())
+		assert.Equal(t, fromFile.Main, b.Info.Main, b.Platform.String())
+	}
+}
+
+// goSetting returns the build setting key of info.
+func goSetting(info *debug.BuildInfo, key string) string {
+	for _, s := range info.Settings {
+		if s.Key == key {
+			return s.Value
+		}
+	}
+	return ""
 }

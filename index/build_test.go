@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -191,13 +192,27 @@ func TestBuildErrors(t *testing.T) {
 }
 
 // TestFixedPoint packs binaries, takes the files back out of the served
-// layers as a container would see them, packs those, and expects the same
-// list, byte for byte.
+// layers as a container would see them, packs those with the settings that
+// generation 2 reads from the served config's Env only (as a runtime starts
+// it: nothing else of generation 1 reaches it), and expects the same list,
+// byte for byte.
 func TestFixedPoint(t *testing.T) {
-	for _, format := range []index.Format{index.Docker, index.OCI} {
-		t.Run(string(format), func(t *testing.T) {
-			gen1, err := index.Build(context.Background(), binaries(t, amd64, arm64), index.Options{Format: format})
+	epoch := time.Unix(1000000000, 0).UTC()
+	tests := []struct {
+		name    string
+		opts    index.Options // generation 1's, with the Env quinistry gives such an image
+		wantEnv []string
+	}{
+		{"docker", index.Options{Format: index.Docker}, []string{"PATH=/"}},
+		{"oci", index.Options{Format: index.OCI, Env: []string{"QUINISTRY_FORMAT=oci"}}, []string{"PATH=/", "QUINISTRY_FORMAT=oci"}},
+		{"oci with SOURCE_DATE_EPOCH", index.Options{Format: index.OCI, Created: &epoch, Env: []string{"QUINISTRY_FORMAT=oci", "SOURCE_DATE_EPOCH=1000000000"}},
+			[]string{"PATH=/", "QUINISTRY_FORMAT=oci", "SOURCE_DATE_EPOCH=1000000000"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			gen1, err := index.Build(context.Background(), binaries(t, amd64, arm64), tt.opts)
 			require.NoError(t, err)
+			defer gen1.Close()
 
 			rootfs := t.TempDir()
 			var m index.Manifest
@@ -207,6 +222,10 @@ func TestFixedPoint(t *testing.T) {
 				require.True(t, ok)
 				extract(t, blob.Data, rootfs)
 			}
+			var cfg index.Config
+			require.NoError(t, json.Unmarshal(gen1.Default().Config.Data, &cfg))
+			require.Equal(t, tt.wantEnv, cfg.Config.Env)
+
 			var bins []crossbuild.Binary
 			for _, p := range []crossbuild.Platform{amd64, arm64} {
 				path := filepath.Join(rootfs, p.FileName())
@@ -215,12 +234,40 @@ func TestFixedPoint(t *testing.T) {
 				require.NoError(t, err)
 				bins = append(bins, crossbuild.Binary{Platform: p, Path: path, Info: info})
 			}
-			gen2, err := index.Build(context.Background(), bins, index.Options{Format: format})
+			gen2, err := index.Build(context.Background(), bins, optionsFromEnv(t, cfg.Config.Env))
 			require.NoError(t, err)
+			defer gen2.Close()
 			assert.Equal(t, gen1.List.Digest, gen2.List.Digest)
 			assert.Equal(t, string(gen1.List.Data), string(gen2.List.Data))
 		})
 	}
+}
+
+// optionsFromEnv is what generation 2 knows of its settings: the image
+// config's Env, read as quinistry reads QUINISTRY_FORMAT and
+// SOURCE_DATE_EPOCH (cmd/quinistry's TestImageCarriesItsSettings checks its
+// real flag parsing), and carried on in its own configs after PATH.
+func optionsFromEnv(t *testing.T, env []string) index.Options {
+	t.Helper()
+	opts := index.Options{Format: index.Docker}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "PATH":
+			continue
+		case "QUINISTRY_FORMAT":
+			f, err := index.ParseFormat(v)
+			require.NoError(t, err)
+			opts.Format = f
+		case "SOURCE_DATE_EPOCH":
+			secs, err := strconv.ParseInt(v, 10, 64)
+			require.NoError(t, err)
+			created := time.Unix(secs, 0).UTC()
+			opts.Created = &created
+		}
+		opts.Env = append(opts.Env, kv)
+	}
+	return opts
 }
 
 // extract unpacks a gzip tar layer into dir.

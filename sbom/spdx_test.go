@@ -357,27 +357,3 @@ func TestAttachNeedsEveryBinary(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "no binary for the linux/arm64 image")
 }
-
-// TestReadBackFiles reads back, with tools-golang, the SPDX documents named
-// in SBOM_READBACK_FILES (space-separated): the end-to-end suite fetches
-// them with oras and regctl and checks them here. Without the variable
-// there is nothing to read.
-func TestReadBackFiles(t *testing.T) {
-	files := strings.Fields(os.Getenv("SBOM_READBACK_FILES"))
-	if len(files) == 0 {
-		t.Skip("SBOM_READBACK_FILES is not set")
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			data, err := os.ReadFile(f)
-			require.NoError(t, err)
-			doc := readBack(t, data)
-			assert.Equal(t, "SPDX-2.3", doc.SPDXVersion)
-			ours, err := sbom.Parse(data)
-			require.NoError(t, err)
-			assert.Len(t, doc.Packages, len(ours.Packages))
-			assert.Len(t, doc.Relationships, len(ours.Relationships))
-			t.Logf("%s: SPDX-2.3, %d packages, %d relationships", f, len(doc.Packages), len(doc.Relationships))
-		})
-	}
-}

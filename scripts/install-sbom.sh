@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what scripts/e2e-sbom.sh needs, at pinned versions, into $ROOT/.tools/bin, and prints their
+# Installs what TestSbom (e2e/sbom_test.go) needs, at pinned versions, into $ROOT/.tools/bin, and prints their
 # versions. Idempotent: quick when everything is present.
 #   Go module proxy: syft (SBOM scanner), oras and regctl (OCI artifact clients)
 #   apt: chromium (headless, for the HTML page), under the shared apt lock

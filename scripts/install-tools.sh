@@ -60,7 +60,7 @@ if [[ ! -x $BIN/conformance.test ]]; then
   rm -rf "$tmp" "$tmp.log"
 fi
 
-"$ROOT/scripts/install-sbom.sh"  # syft, oras, regctl and chromium for e2e-sbom.sh
+"$ROOT/scripts/install-sbom.sh"  # syft, oras, regctl and chromium for TestSbom
 "$ROOT/scripts/install-nodes.sh" # arm64 containerd/ctr/skopeo and qemu-user 10.x for e2e-nodes.sh, unpacked privately
 # --- the arm64 machine of e2e-arm64vm.sh: qemu-system-aarch64 and a node image from Debian's arm64 packages
 "$ROOT/scripts/install-arm64-node.sh"

@@ -5,12 +5,6 @@
 #                          of the test shell's environment, such as SOURCE_DATE_EPOCH or QUINISTRY_*,
 #                          reaches it), wait (Q_READY_SECONDS, default 15) until it logs its ready line,
 #                          set Q_ADDR[NAME] and Q_PID[NAME]
-#   q_start_image NAME ROOTFS CONFIG [RUNNER...]
-#                          start a generation exactly as a container runtime would from an image's file
-#                          system ROOTFS and its config JSON file CONFIG: argv = Entrypoint + Cmd, the
-#                          environment = the config's Env and nothing else but QUINISTRY_ADDR=127.0.0.1:0,
-#                          as the config's User (ROOTFS must be reachable by it), in its WorkingDir;
-#                          RUNNER (e.g. qemu-aarch64-static) runs a foreign binary
 #   q_stop NAME            stop it (SIGTERM, then SIGKILL after 10 s)
 #   q_stop_all             stop every server started here (use in an EXIT trap)
 #   q_list_digest ADDR [NAME]  the list digest served for NAME:latest (HEAD, as docker asks)
@@ -51,29 +45,6 @@ _q_wait_ready() {
   echo "q_start: $name did not become ready; its log:" >&2
   cat "$Q_TMP/$name.log" >&2
   return 1
-}
-
-q_start_image() {
-  local name=$1 rootfs=$2 config=$3 user workdir
-  shift 3
-  local -a argv=() envs=() runner=()
-  local setpriv r
-  setpriv=$(command -v setpriv) || { echo "q_start_image: setpriv not found" >&2; return 1; }
-  for r in "$@"; do runner+=("$(command -v "$r")") || { echo "q_start_image: $r not found" >&2; return 1; }; done
-  mapfile -t argv < <(jq -r '(.config.Entrypoint // []) + (.config.Cmd // []) | .[]' "$config")
-  mapfile -t envs < <(jq -r '.config.Env // [] | .[]' "$config")
-  user=$(jq -r '.config.User // "0"' "$config")
-  workdir=$(jq -r '.config.WorkingDir // "/"' "$config")
-  ((${#argv[@]} > 0)) || { echo "q_start_image: $config has no Entrypoint or Cmd" >&2; return 1; }
-  [[ $user =~ ^[0-9]+$ ]] || { echo "q_start_image: user $user is not numeric" >&2; return 1; }
-  argv[0]=$rootfs${argv[0]}
-  # ROOTFS (and the folders above it) must be reachable by the config's user.
-  # The process finds its siblings beside its own executable, inside ROOTFS.
-  (cd "$rootfs$workdir" && exec env -i "${envs[@]}" QUINISTRY_ADDR=127.0.0.1:0 \
-    "$setpriv" --reuid="$user" --regid="$user" --clear-groups "${runner[@]}" "${argv[@]}") \
-    >"$Q_TMP/$name.out" 2>"$Q_TMP/$name.log" </dev/null &
-  Q_PID[$name]=$!
-  _q_wait_ready "$name"
 }
 
 q_stop() {
