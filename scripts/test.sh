@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test.sh: every test, as README.md and .ci/run give it. Installs what the tests need (apt packages,
 # pinned Go tools), then: go vet, the unit tests with the race detector, each fuzz target for a
-# bounded number of executions, the end-to-end suites against real clients, and a short soak.
-# FUZZTIME (default 100000x, about 10 s here) bounds each fuzz target, SOAK_SECONDS (default 20) the soak.
+# bounded number of executions, and each end-to-end suite of e2e/ (real daemons and clients; TestSoak
+# is the short soak). FUZZTIME (default 100000x, about 10 s here) bounds each fuzz target,
+# SOAK_SECONDS (default 20) the soak.
 #
 # A stage that fails does not stop the others: every stage runs and reports what it counted
 # ("<stage>: N passed, M failed": Go tests and subtests, fuzz targets, or a suite's checks; a stage
@@ -117,7 +118,6 @@ done < <(cd e2e && go test -list '^Test' . | grep '^Test')
 for suite in scripts/e2e-*.sh; do
   stage "$suite" "$suite"
 done
-stage "soak (${SOAK_SECONDS:-20}s)" scripts/soak.sh
 
 echo
 echo "test.sh: took $(($(date +%s) - start)) s"
