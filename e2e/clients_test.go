@@ -40,7 +40,6 @@ type served struct {
 // crane and skopeo read the list, the images and their blobs; and the OCI
 // distribution-spec conformance suite runs its read-only pull workflow.
 func TestClients(t *testing.T) {
-	before := harness.TakeSnapshot(t)
 	dist := harness.Dist(t)
 	amd64 := harness.Binary(dist, "linux/amd64")
 	conformanceBin := harness.Tool(t, "conformance.test")
@@ -57,7 +56,7 @@ func TestClients(t *testing.T) {
 	for _, format := range []string{"docker", "oci"} {
 		t.Run(format, func(t *testing.T) { leftovers = append(leftovers, clients(t, format, amd64)...) })
 	}
-	harness.CheckNothingLeft(t, before)
+	harness.CheckNothingLeft(t)
 	// the harness's check above compares the whole machine before and after,
 	// so suites running at the same time show up there; this one looks only
 	// for what this suite made
@@ -70,7 +69,7 @@ func TestClients(t *testing.T) {
 				left = append(left, l)
 			}
 		}
-		left = append(left, processesNaming(t, leftovers)...)
+		left = append(left, harness.ProcessesNaming(leftovers...)...)
 		left = append(left, cgroupsNaming(t, ids)...)
 		left = append(left, mountsUnder(t, leftovers)...)
 		if len(left) > 0 {
@@ -715,28 +714,6 @@ func mountsUnder(t *testing.T, paths []string) []string {
 
 // processesNaming returns a line for each process whose command line names
 // one of paths (a dockerd, containerd or shim of ours still running).
-func processesNaming(t *testing.T, paths []string) []string {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || len(b) == 0 {
-			continue
-		}
-		cmd := strings.ReplaceAll(string(b), "\x00", " ")
-		for _, p := range paths {
-			if strings.Contains(cmd, p) {
-				out = append(out, "process "+e.Name()+": "+cmd)
-				break
-			}
-		}
-	}
-	return out
-}
-
 func lines(s string) []string {
 	var out []string
 	for _, l := range strings.Split(s, "\n") {

@@ -38,7 +38,6 @@ type coreCase struct {
 // platforms and a --platforms subset. Also: reproducible builds, repeatable
 // starts, bad start-up input and the time to serve.
 func TestCore(t *testing.T) {
-	before := harness.TakeSnapshot(t)
 	dist := harness.Dist(t)
 	amd64 := harness.Binary(dist, "linux/amd64")
 
@@ -136,7 +135,7 @@ func TestCore(t *testing.T) {
 
 	t.Run("bad input", func(t *testing.T) { badInput(t, amd64) })
 	t.Run("time to serve", func(t *testing.T) { timeToServe(t, dist) })
-	harness.CheckNothingLeft(t, before)
+	harness.CheckNothingLeft(t)
 }
 
 // generations serves generation 1 as c says, checks its list, then for amd64

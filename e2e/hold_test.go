@@ -57,7 +57,7 @@ func TestHold(t *testing.T) {
 	t.Run("tls", func(t *testing.T) { tlsReload(t, amd64) })
 	// TestHold starts quinistry processes and nothing else; the slow
 	// downloads close their connections when their subtests end.
-	harness.CheckNoProcessLeft(t)
+	harness.CheckNothingLeft(t)
 }
 
 // largestLayer returns the digest and size of the largest layer of the

@@ -31,7 +31,6 @@ const kubeVersion = "v1.34.4"
 // in a namespace of its own (each node's child pulls from its own node's
 // parent), and checks at the end that nothing of the cluster is left.
 func TestKubernetes(t *testing.T) {
-	before := harness.TakeSnapshot(t)
 	state := harness.TakeClusterState()
 	dist := harness.Dist(t)
 	q := harness.Binary(dist, "linux/amd64")
@@ -427,7 +426,7 @@ func TestKubernetes(t *testing.T) {
 			t.Errorf("left behind:\n  %s", strings.Join(left, "\n  "))
 		}
 	})
-	harness.CheckNothingLeft(t, before)
+	harness.CheckNothingLeft(t)
 }
 
 func containsText(msgs []string, s string) bool {

@@ -91,7 +91,7 @@ func TestNodes(t *testing.T) {
 	scope.Close()
 	t.Logf("teardown took %s", time.Since(start).Round(time.Millisecond))
 	// only this run's: other suites bring up namespaces and mounts on this machine meanwhile
-	harness.CheckOwnLeftovers(t)
+	harness.CheckNothingLeft(t)
 }
 
 // upNodes brings the network, the daemons and the servers up in scope, the

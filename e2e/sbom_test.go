@@ -95,19 +95,8 @@ func TestSbom(t *testing.T) {
 	t.Run("page", func(t *testing.T) { s.page(t, origin) })
 	origin.Stop(t)
 
-	// TestSbom mounts nothing and makes no namespace or link: what it can
-	// leave are the processes it started (quinistry, the CNCF registry, the
-	// clients) and Chromium's. The machine-wide diff of harness.CheckNothingLeft
-	// also counts what suites running beside this one make meanwhile (their
-	// network namespaces and dockerd mounts were seen failing it), so here it
-	// is reduced to processes.
-	t.Run("nothing is left behind", func(t *testing.T) {
-		left := harness.StillRunning()
-		left = append(left, s.chromiumLeft()...)
-		if len(left) > 0 {
-			t.Errorf("still running:\n  %s", strings.Join(left, "\n  "))
-		}
-	})
+	harness.AddLeftoverCheck(s.chromiumLeft)
+	harness.CheckNothingLeft(t)
 }
 
 // format runs generation 1 in one format and checks its referrers with

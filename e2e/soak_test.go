@@ -159,7 +159,7 @@ func TestSoak(t *testing.T) {
 		}
 	})
 	s.Stop(t)
-	harness.CheckNoProcessLeft(t)
+	harness.CheckNothingLeft(t)
 }
 
 // envInt reads a whole number from the environment: def when unset or

@@ -2,52 +2,41 @@ package harness
 
 import (
 	"os"
+	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 )
 
-// Snapshot is what a suite could leave behind on the machine: mounts,
-// network namespaces and links. Take one before a suite starts anything.
-type Snapshot struct {
-	mounts, netns, links map[string]bool
-}
-
-// TakeSnapshot records the machine's mounts, network namespaces and links.
-func TakeSnapshot(t testing.TB) Snapshot {
-	t.Helper()
-	return Snapshot{mounts: mounts(t), netns: netns(), links: links()}
-}
-
-// CheckNothingLeft runs the suite's last subtest: every process the tests
-// started has exited, and no mount, network namespace or link is there that
-// was not there in before.
-func CheckNothingLeft(t *testing.T, before Snapshot) {
+// CheckNothingLeft runs the suite's last subtest, "nothing is left
+// behind", on what this run made and nothing else, so that suites may run
+// side by side: every process the tests started through the harness has
+// exited, no process names the run's temporary folder (TempDir's) on its
+// command line (daemons brought up by scripts keep their state there),
+// nothing is mounted under it, and every check added with AddLeftoverCheck (each Network's namespaces,
+// links, processes and files; each bring-up's) finds nothing.
+func CheckNothingLeft(t *testing.T) {
 	t.Run("nothing is left behind", func(t *testing.T) {
 		var left []string
 		for _, p := range StillRunning() {
 			left = append(left, "process "+p)
 		}
-		left = append(left, added("mount", before.mounts, mounts(t))...)
-		left = append(left, added("network namespace", before.netns, netns())...)
-		left = append(left, added("link", before.links, links())...)
+		if tempDir != "" {
+			left = append(left, ProcessesNaming(tempDir+"/")...)
+			for m := range mounts(t) {
+				if strings.HasPrefix(m, tempDir+"/") {
+					left = append(left, "mount "+m)
+				}
+			}
+		}
 		left = append(left, extraLeftovers()...)
+		sort.Strings(left)
 		if len(left) > 0 {
 			t.Errorf("left behind:\n  %s", strings.Join(left, "\n  "))
 		}
 	})
-}
-
-func added(kind string, before, now map[string]bool) []string {
-	var out []string
-	for k := range now {
-		if !before[k] {
-			out = append(out, kind+" "+k)
-		}
-	}
-	sort.Strings(out)
-	return out
 }
 
 // mounts returns each mount point with its file system type.
@@ -77,30 +66,12 @@ func mounts(t testing.TB) map[string]bool {
 	return m
 }
 
-func netns() map[string]bool {
-	m := map[string]bool{}
-	entries, _ := os.ReadDir("/run/netns")
-	for _, e := range entries {
-		m[e.Name()] = true
-	}
-	return m
-}
-
-func links() map[string]bool {
-	m := map[string]bool{}
-	entries, _ := os.ReadDir("/sys/class/net")
-	for _, e := range entries {
-		m[e.Name()] = true
-	}
-	return m
-}
-
 var (
 	leftoverMu     sync.Mutex
 	leftoverChecks []func() []string
 )
 
-// AddLeftoverCheck adds a check that CheckNothingLeft runs too: check
+// AddLeftoverCheck adds a check that CheckNothingLeft runs: check
 // returns a line for each thing left behind (a process by PID, a namespace,
 // a system-wide file). NewNetwork adds one for each network.
 func AddLeftoverCheck(check func() []string) {
@@ -120,22 +91,47 @@ func extraLeftovers() []string {
 	return out
 }
 
-// CheckOwnLeftovers runs the suite's last subtest, "nothing is left
-// behind", without CheckNothingLeft's machine-wide diff: every process the
-// tests started through the harness has exited, and every check added with
-// AddLeftoverCheck (each Network's: its namespaces, links, mounts, processes
-// and files) finds nothing. Suites that run while others run on the same
-// machine use it: the machine-wide diff names the other suites' namespaces
-// and mounts too.
-func CheckOwnLeftovers(t *testing.T) {
-	t.Run("nothing is left behind", func(t *testing.T) {
-		var left []string
-		for _, p := range StillRunning() {
-			left = append(left, "process "+p)
+// netns returns the names of the machine's named network namespaces.
+func netns() map[string]bool {
+	m := map[string]bool{}
+	entries, _ := os.ReadDir("/run/netns")
+	for _, e := range entries {
+		m[e.Name()] = true
+	}
+	return m
+}
+
+// links returns the names of the network links in this namespace.
+func links() map[string]bool {
+	m := map[string]bool{}
+	entries, _ := os.ReadDir("/sys/class/net")
+	for _, e := range entries {
+		m[e.Name()] = true
+	}
+	return m
+}
+
+// ProcessesNaming returns a line for each process (other than this one)
+// whose command line contains any of paths.
+func ProcessesNaming(paths ...string) []string {
+	entries, _ := os.ReadDir("/proc")
+	self := strconv.Itoa(os.Getpid())
+	var out []string
+	for _, e := range entries {
+		if e.Name() == self {
+			continue
 		}
-		left = append(left, extraLeftovers()...)
-		if len(left) > 0 {
-			t.Errorf("left behind:\n  %s", strings.Join(left, "\n  "))
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(b) == 0 {
+			continue
 		}
-	})
+		cmd := strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " ")
+		for _, p := range paths {
+			if strings.Contains(cmd, p) {
+				out = append(out, "process "+e.Name()+": "+cmd)
+				break
+			}
+		}
+	}
+	return out
 }
