@@ -1086,8 +1086,9 @@ func containerdSocket(t *testing.T, dir string) string {
 // own (so that -p publishes ports for real, through docker-proxy into the
 // container's network namespace). It returns the host ports published.
 func (tr *travel) docker(t *testing.T) []string {
-	bridge := fmt.Sprintf("qtrv%d", os.Getpid()%10000000)
-	br := harness.BringUp(t, "bridge", bridge)
+	sub := harness.ClaimSubnet(t)
+	bridge := sub.ID
+	br := harness.BringUp(t, "bridge", bridge, sub.Prefix)
 	harness.AddLeftoverCheck(func() []string {
 		if _, err := os.Stat("/sys/class/net/" + bridge); err == nil {
 			return []string{"link " + bridge}

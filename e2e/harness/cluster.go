@@ -56,17 +56,19 @@ type ClusterNode struct {
 }
 
 // StartCluster brings a cluster up in dir with `scripts/bring/cluster.sh up
-// dir nodes...` (a token for each node name; none is started yet) and takes
-// it down when the test ends, unless Down was called before.
+// dir nodes...` (a token for each node name; none is started yet), named and
+// addressed by a subnet of ClaimWideSubnet, and takes it down when the test
+// ends, unless Down was called before.
 func StartCluster(t testing.TB, dir string, nodes ...string) *Cluster {
 	t.Helper()
 	c := &Cluster{Dir: dir, Nodes: map[string]*ClusterNode{}}
+	sub := ClaimWideSubnet(t) // released after Down, cleanups running last first
 	t.Cleanup(func() {
 		if err := c.Down(); err != nil {
 			t.Errorf("%v", err)
 		}
 	})
-	c.Vars = c.bring(t, nil, append([]string{"up", dir}, nodes...)...)
+	c.Vars = c.bring(t, []string{"CLUSTER_ID=" + sub.ID, "CLUSTER_NET=" + sub.Prefix}, append([]string{"up", dir}, nodes...)...)
 	c.ID, c.NS, c.API = c.Vars["CLUSTER_ID"], c.Vars["CLUSTER_NS"], c.Vars["CLUSTER_API"]
 	return c
 }

@@ -88,14 +88,8 @@ type trackedPID struct {
 func NewNetwork(t testing.TB, nodes ...string) *Network {
 	t.Helper()
 	n := &Network{Nodes: map[string]*Node{}, inodes: map[string]uint64{}}
-	idx, claim, err := claimNetwork()
-	if err != nil {
-		t.Fatalf("claiming a network: %v", err)
-	}
-	n.claim = claim
-	t.Cleanup(func() { releaseNetwork(claim) })
-	n.ID = fmt.Sprintf("qn%04x", idx)
-	n.Subnet = fmt.Sprintf("10.%d.%d", 128+idx>>8, idx&255)
+	sub := ClaimSubnet(t)
+	n.ID, n.Subnet, n.claim = sub.ID, sub.Prefix, sub.claim
 	n.Dir = TempDir(t)
 	AddLeftoverCheck(n.Leftovers)
 	vars := BringUp(t, "netns", append([]string{n.ID, n.Subnet}, nodes...)...)
@@ -125,11 +119,55 @@ func sortedNS(nodes map[string]*Node) []string {
 	return out
 }
 
-// claimNetwork picks the first free index from one derived from the PID and
-// a counter, and claims it.
-func claimNetwork() (int, string, error) {
-	const size = 1 << 15 // /24s in 10.128.0.0/9
-	first := (os.Getpid()*7919 + int(netCount.Add(1))*131) % size
+// Subnet is an IPv4 subnet and an ID claimed for one test: its network
+// namespaces, links and cgroups are named by the ID, its addresses are in
+// the subnet, and no two tests on this machine hold either at the same
+// time. The claim is released when the test ends.
+type Subnet struct {
+	// ID names what the test makes: "qn01a2" for a /24, "qk05" for a /16.
+	ID string
+	// Prefix is the subnet's leading octets: "10.129.162" for a /24 of
+	// 10.128.0.0/9, "10.69" for a /16 of 10.64.0.0/10.
+	Prefix string
+
+	claim string // the claim's file
+}
+
+// ClaimSubnet claims a /24 of 10.128.0.0/9, and its ID, for t.
+func ClaimSubnet(t testing.TB) Subnet { return claimSubnet(t, narrow) }
+
+// ClaimWideSubnet claims a /16 of 10.64.0.0/10, and its ID, for t: for a
+// cluster whose nodes, pods and services need /24s of their own.
+func ClaimWideSubnet(t testing.TB) Subnet { return claimSubnet(t, wide) }
+
+// subnetKind is a range of subnets to claim from.
+type subnetKind struct {
+	size       int
+	id, prefix func(i int) string
+}
+
+var (
+	narrow = subnetKind{1 << 15, func(i int) string { return fmt.Sprintf("qn%04x", i) },
+		func(i int) string { return fmt.Sprintf("10.%d.%d", 128+i>>8, i&255) }}
+	wide = subnetKind{64, func(i int) string { return fmt.Sprintf("qk%02x", i) },
+		func(i int) string { return fmt.Sprintf("10.%d", 64+i) }}
+)
+
+func claimSubnet(t testing.TB, kind subnetKind) Subnet {
+	t.Helper()
+	idx, claim, err := claimIndex(kind)
+	if err != nil {
+		t.Fatalf("claiming a subnet: %v", err)
+	}
+	t.Cleanup(func() { releaseNetwork(claim) })
+	return Subnet{ID: kind.id(idx), Prefix: kind.prefix(idx), claim: claim}
+}
+
+// claimIndex picks the first free index of kind from one derived from the
+// PID and a counter, and claims it: an index is free when no claim of a
+// live process holds it and no network namespace is named by its ID.
+func claimIndex(kind subnetKind) (int, string, error) {
+	first := (os.Getpid()*7919 + int(netCount.Add(1))*131) % kind.size
 	for attempt := 0; attempt < 10; attempt++ {
 		dir, unlock, err := lockClaims()
 		if err != nil {
@@ -138,10 +176,11 @@ func claimNetwork() (int, string, error) {
 		if dir == nil {
 			continue // the folder was removed while we waited for it
 		}
-		for i := 0; i < size; i++ {
-			idx := (first + i) % size
-			id := fmt.Sprintf("qn%04x", idx)
-			if _, err := os.Lstat(filepath.Join("/run/netns", id+"-sw")); err == nil {
+		inUse := netns()
+		for i := 0; i < kind.size; i++ {
+			idx := (first + i) % kind.size
+			id := kind.id(idx)
+			if namedBy(inUse, id) {
 				continue // a namespace of that name is there: someone else's, or a leftover
 			}
 			path := filepath.Join(netClaims, id)
@@ -157,9 +196,19 @@ func claimNetwork() (int, string, error) {
 			return idx, path, nil
 		}
 		unlock()
-		return 0, "", fmt.Errorf("all %d networks are taken", size)
+		return 0, "", fmt.Errorf("all %d subnets are taken", kind.size)
 	}
 	return 0, "", fmt.Errorf("%s kept disappearing", netClaims)
+}
+
+// namedBy says whether a namespace is named id or id-SOMETHING.
+func namedBy(namespaces map[string]bool, id string) bool {
+	for ns := range namespaces {
+		if ns == id || strings.HasPrefix(ns, id+"-") {
+			return true
+		}
+	}
+	return false
 }
 
 // lockClaims makes the claims folder if needed and flocks it. It returns a

@@ -3,8 +3,9 @@
 # (e2e/harness.StartCluster), from the binaries of scripts/install-kubernetes.sh (.tools/kubernetes:
 # kubelet, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl; Debian's etcd), the
 # containerd and runc of docker.io and Debian's CNI plugins. Nothing is installed or started
-# system-wide; everything lives in network namespaces made here (names and a 10.X subnet of their
-# own per run, from the PID), so hostPorts, CNI bridges and iptables chains go away with them.
+# system-wide; everything lives in network namespaces made here, named by CLUSTER_ID and addressed in
+# CLUSTER_NET.0.0/16 (both given to up by the caller, which claims them: e2e/harness.ClaimWideSubnet),
+# so hostPorts, CNI bridges and iptables chains go away with them.
 #   up DIR [NODE...]     control plane in the cluster's namespace (bridge nodes0, apiserver at
 #                        NET.0.1:6443) with a token for each NODE (default node1); prints
 #                        CLUSTER_ID, CLUSTER_NS, CLUSTER_API, CLUSTER_NET, KUBECONFIG, KUBECTL, CA,
@@ -98,7 +99,8 @@ up() {
     [[ -x $b ]] || fail "no $b: scripts/install-tools.sh builds it"
   done
   mkdir -p "$D/logs" "$D/pki" "$D/pids" "$D/pause"
-  CLUSTER_ID=qk8s$$ CLUSTER_NET=10.$((100 + $$ % 100))
+  CLUSTER_ID=${CLUSTER_ID:-} CLUSTER_NET=${CLUSTER_NET:-}
+  [[ ${CLUSTER_ID:-} =~ ^[a-z0-9]+$ && ${CLUSTER_NET:-} =~ ^10\.[0-9]+$ ]] || fail "CLUSTER_ID (a name) and CLUSTER_NET (10.N) must be set"
   echo "CLUSTER_ID=$CLUSTER_ID CLUSTER_NET=$CLUSTER_NET" >"$D/env"
   for n in "${SYSCTLS[@]}"; do echo "$n $(sysctl -n "$n")"; done >"$D/sysctl.was"
   for n in "${OUTSIDE[@]}"; do [[ -e $n ]] || echo "$n"; done >"$D/outside.new"

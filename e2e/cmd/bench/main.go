@@ -10,9 +10,9 @@
 //     at concurrency 64: quinistry and the CNCF registry (HEAD with ab -k -i:
 //     wrk 4.1 waits for the body that a HEAD response's Content-Length
 //     announces and never completes a request, wg/wrk#198);
-//   - each of these on loopback (127.0.0.1) and across a veth pair between two
-//     network namespaces made for the run (clients in one, a second set of
-//     servers in the other; scripts/bring/veth.sh);
+//   - each of these on loopback (127.0.0.1) and across veths between two
+//     network namespaces made for the run (harness.NewNetwork: clients in
+//     one, a second set of servers in the other, a bridge between);
 //   - for every row: requests/s, MB/s, p99 latency, the server's CPU per
 //     response (utime+stime of its processes from /proc/PID/stat over the run,
 //     divided by the responses), and CPU in % of one core: the server's, the
@@ -169,7 +169,7 @@ func bench(r *run) (code int) {
 	bin := harness.Binary(harness.Dist(r), platform)
 	rep := report{cfg: cfg, loadBefore: loadavg(), hz: clockTicks()}
 
-	lo := &network{name: "loopback", host: "127.0.0.1", http: httpClientIn(""), servers: map[string]*server{}, detail: "127.0.0.1"}
+	lo := &network{name: "loopback", host: "127.0.0.1", http: &http.Client{Timeout: 60 * time.Second}, servers: map[string]*server{}, detail: "127.0.0.1"}
 	q := startQuinistry(r, lo, "quinistry (loopback)", bin)
 	time.Sleep(idleSettle)
 	rep.idleMain = status(q.PID())["VmRSS"]
@@ -180,19 +180,16 @@ func bench(r *run) (code int) {
 	nets := []*network{lo}
 
 	if cfg.veth {
-		vars := harness.BringUp(r, "veth", tmp)
+		nw := harness.NewNetwork(r, "client", "server")
+		c, sv := nw.Nodes["client"], nw.Nodes["server"]
 		vn := &network{
 			name:       "veth",
-			host:       vars["SERVER_IP"],
-			serverWrap: []string{"nsenter", "--net=" + vars["SERVER_NS"]},
-			clientWrap: []string{"nsenter", "--net=" + vars["CLIENT_NS"]},
-			http:       httpClientIn(vars["CLIENT_NS"]),
+			host:       sv.IP,
+			serverWrap: sv.Runner(),
+			clientWrap: c.Runner(),
+			http:       c.Client(nil),
 			servers:    map[string]*server{},
-			detail: fmt.Sprintf("client %s in %s, servers %s in %s", vars["CLIENT_IP"], filepath.Base(vars["CLIENT_NS"]),
-				vars["SERVER_IP"], filepath.Base(vars["SERVER_NS"])),
-		}
-		if vn.host == "" || vars["CLIENT_NS"] == "" {
-			r.Fatalf("veth.sh up printed %v", vars)
+			detail:     fmt.Sprintf("client %s in %s, servers %s in %s, veths to a bridge between", c.IP, c.NS, sv.IP, sv.NS),
 		}
 		say("veth: %s", vn.detail)
 		qv := startQuinistry(r, vn, "quinistry (veth)", bin)
