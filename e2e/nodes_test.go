@@ -121,7 +121,7 @@ func upNodes(t *testing.T, scope *harness.Scope) *nodes {
 
 	n.binfmtName = n.net.ID + "-aarch64"
 	start := time.Now()
-	dockerd := harness.BringUpAsync(scope, "netns-dockerd", filepath.Join(n.net.Dir, "b-docker"), n.b.NS,
+	dockerd := harness.BringUpAsync(scope, "dockerd", filepath.Join(n.net.Dir, "b-docker"), n.b.NS,
 		"--insecure-registry", n.httpAddr)
 	ctrdB := harness.BringUpAsync(scope, "containerd", filepath.Join(n.net.Dir, "b-ctrd"), n.b.NS)
 	ctrdC := harness.BringUpAsync(scope, "containerd", filepath.Join(n.net.Dir, "c-arm64"), n.c.NS, "arm64", n.binfmtName)
