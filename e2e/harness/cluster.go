@@ -3,21 +3,14 @@ package harness
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
-	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Cluster is a private Kubernetes cluster of scripts/bring/cluster.sh: its
@@ -162,42 +155,6 @@ func (c *Cluster) Kc(t testing.TB, args ...string) []byte {
 // Ctr runs ctr -n k8s.io against the node's containerd.
 func (n *ClusterNode) Ctr(args ...string) (string, error) {
 	return RunErr(append([]string{"ctr", "--address", n.Sock, "-n", "k8s.io"}, args...)...)
-}
-
-// HTTPClient returns a client whose connections are made inside network
-// namespace ns (/run/netns/NS), so that a test reaches addresses that exist
-// only there (a node's hostPorts on 127.0.0.1, say).
-func HTTPClient(ns string) *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		type result struct {
-			c   net.Conn
-			err error
-		}
-		ch := make(chan result, 1)
-		go func() {
-			// The thread enters ns and is never unlocked: it ends with
-			// this goroutine, so no other goroutine runs in ns. The socket
-			// keeps the namespace it was made in.
-			runtime.LockOSThread()
-			f, err := os.Open("/run/netns/" + ns)
-			if err != nil {
-				ch <- result{nil, err}
-				return
-			}
-			defer f.Close()
-			if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-				ch <- result{nil, fmt.Errorf("entering network namespace %s: %w", ns, err)}
-				return
-			}
-			var d net.Dialer
-			conn, err := d.DialContext(ctx, network, addr)
-			ch <- result{conn, err}
-		}()
-		r := <-ch
-		return r.c, r.err
-	}
-	return &http.Client{Transport: tr, Timeout: 2 * time.Minute}
 }
 
 // ClusterState is what a cluster can change on the machine outside its

@@ -382,15 +382,22 @@ func (node *Node) Command(argv ...string) *exec.Cmd {
 }
 
 // DialContext dials addr (an IP address and port: names are not resolved
-// in the namespace) from inside the node's network namespace: the socket is
-// made on a thread that has entered the namespace for that moment.
+// in the namespace) from inside the node's network namespace.
 func (node *Node) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return DialIn(ctx, node.NS, network, addr)
+}
+
+// DialIn dials addr (an IP address and port: names are not resolved in the
+// namespace) from inside network namespace ns (/run/netns/NS): the socket
+// is made on a thread that has entered the namespace for that moment, and
+// keeps the namespace it was made in.
+func DialIn(ctx context.Context, ns, network, addr string) (net.Conn, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
 	}
 	if net.ParseIP(host) == nil {
-		return nil, fmt.Errorf("dialing %s from node %s: not an IP address", addr, node.Name)
+		return nil, fmt.Errorf("dialing %s in namespace %s: not an IP address", addr, ns)
 	}
 	type result struct {
 		conn net.Conn
@@ -406,7 +413,7 @@ func (node *Node) DialContext(ctx context.Context, network, addr string) (net.Co
 			return
 		}
 		defer back.Close()
-		target, err := os.Open(filepath.Join("/run/netns", node.NS))
+		target, err := os.Open(filepath.Join("/run/netns", ns))
 		if err != nil {
 			runtime.UnlockOSThread()
 			ch <- result{err: err}
@@ -415,7 +422,7 @@ func (node *Node) DialContext(ctx context.Context, network, addr string) (net.Co
 		defer target.Close()
 		if err := setns(target); err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("entering %s: %w", node.NS, err)}
+			ch <- result{err: fmt.Errorf("entering %s: %w", ns, err)}
 			return
 		}
 		// one address: the dialer connects on this goroutine, so on this thread
@@ -436,10 +443,20 @@ func setns(f *os.File) error {
 // Client returns an HTTP client whose connections start in the node's
 // namespace, with tlsConfig for https (nil: the system's roots).
 func (node *Node) Client(tlsConfig *tls.Config) *http.Client {
+	return HTTPClient(node.NS, tlsConfig)
+}
+
+// HTTPClient returns an HTTP client whose connections are made inside
+// network namespace ns (DialIn), so that a test reaches addresses that exist
+// only there (a node's hostPorts on 127.0.0.1, say), with tlsConfig for
+// https (nil: the system's roots).
+func HTTPClient(ns string, tlsConfig *tls.Config) *http.Client {
 	return &http.Client{
 		Timeout: 2 * time.Minute,
 		Transport: &http.Transport{
-			DialContext:         node.DialContext,
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return DialIn(ctx, ns, network, addr)
+			},
 			TLSClientConfig:     tlsConfig,
 			ForceAttemptHTTP2:   true,
 			TLSHandshakeTimeout: 30 * time.Second,
