@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -88,14 +87,7 @@ func (c *Cluster) bring(t testing.TB, env []string, args ...string) map[string]s
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("cluster.sh %s: %v\n%s%s", args[0], err, stderr.String(), c.LogTails())
 	}
-	vars := map[string]string{}
-	sc := bufio.NewScanner(&stdout)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
-			vars[k] = v
-		}
-	}
-	return vars
+	return parseVars(stdout.Bytes())
 }
 
 // Down takes the cluster down (`cluster.sh down`); later calls return the
