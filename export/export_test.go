@@ -22,8 +22,8 @@ import (
 )
 
 var (
-	amd64 = crossbuild.Platform{OS: "linux", Arch: "amd64"}
-	arm64 = crossbuild.Platform{OS: "linux", Arch: "arm64"}
+	amd64 = testcontent.Amd64
+	arm64 = testcontent.Arm64
 )
 
 // untar reads every regular file of a tar, checking the headers are fixed.

@@ -30,8 +30,8 @@ import (
 )
 
 var (
-	amd64 = crossbuild.Platform{OS: "linux", Arch: "amd64"}
-	arm64 = crossbuild.Platform{OS: "linux", Arch: "arm64"}
+	amd64 = testcontent.Amd64
+	arm64 = testcontent.Arm64
 	armv7 = crossbuild.Platform{OS: "linux", Arch: "arm", Variant: "v7"}
 )
 
