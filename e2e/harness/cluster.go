@@ -168,34 +168,47 @@ func (n *ClusterNode) Ctr(args ...string) (string, error) {
 func HTTPClient(ns string) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		type result struct {
-			c   net.Conn
-			err error
-		}
-		ch := make(chan result, 1)
-		go func() {
-			// The thread enters ns and is never unlocked: it ends with
-			// this goroutine, so no other goroutine runs in ns. The socket
-			// keeps the namespace it was made in.
-			runtime.LockOSThread()
-			f, err := os.Open("/run/netns/" + ns)
-			if err != nil {
-				ch <- result{nil, err}
-				return
-			}
-			defer f.Close()
-			if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-				ch <- result{nil, fmt.Errorf("entering network namespace %s: %w", ns, err)}
-				return
-			}
-			var d net.Dialer
-			conn, err := d.DialContext(ctx, network, addr)
-			ch <- result{conn, err}
-		}()
-		r := <-ch
-		return r.c, r.err
+		return DialNS(ctx, ns, network, addr)
 	}
 	return &http.Client{Transport: tr, Timeout: 2 * time.Minute}
+}
+
+// DialNS dials addr from inside network namespace ns (/run/netns/NS).
+func DialNS(ctx context.Context, ns, network, addr string) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		// The thread enters ns and is never unlocked: it ends with this
+		// goroutine, so no other goroutine runs in ns. The socket keeps
+		// the namespace it was made in.
+		runtime.LockOSThread()
+		f, err := os.Open("/run/netns/" + ns)
+		if err != nil {
+			ch <- result{nil, err}
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- result{nil, fmt.Errorf("entering network namespace %s: %w", ns, err)}
+			return
+		}
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, network, addr)
+		ch <- result{conn, err}
+	}()
+	r := <-ch
+	return r.c, r.err
+}
+
+// Kubeconfig writes node name's kubelet kubeconfig (its token) to file,
+// naming ca as the cluster's CA (`cluster.sh kubeconfig`): for a node the
+// script does not start itself, such as the arm64 machine.
+func (c *Cluster) Kubeconfig(t testing.TB, name, file, ca string) {
+	t.Helper()
+	c.bring(t, nil, "kubeconfig", c.Dir, name, file, ca)
 }
 
 // ClusterState is what a cluster can change on the machine outside its
