@@ -5,7 +5,7 @@
 #         iproute2 (ip and ss, for the e2e suites)
 #   Go:   crane, gotestsum and the OCI conformance test binary, into $ROOT/.tools/bin
 #   scripts/install-kubernetes.sh: Kubernetes v1.34.4, etcd, CNI plugins (for e2e-kubernetes.sh), and
-#         the arm64 kubelet (for e2e-arm64vm.sh's cluster step)
+#         the arm64 kubelet (for TestArm64VM's cluster step)
 # The docker CLI 28 at /usr/local/bin/docker stays first in PATH; docker.io's /usr/bin/docker is an older one.
 set -euo pipefail
 
@@ -62,10 +62,10 @@ fi
 
 "$ROOT/scripts/install-sbom.sh"  # syft, oras, regctl and chromium for TestSbom
 "$ROOT/scripts/install-nodes.sh" # arm64 containerd/ctr/skopeo and qemu-user 10.x for e2e-nodes.sh, unpacked privately
-# --- the arm64 machine of e2e-arm64vm.sh: qemu-system-aarch64 and a node image from Debian's arm64 packages
+# --- the arm64 machine of TestArm64VM: qemu-system-aarch64 and a node image from Debian's arm64 packages
 "$ROOT/scripts/install-arm64-node.sh"
 # --- Kubernetes v1.34.4 (built from the module proxy for this machine's arch, and the arm64 kubelet
-# that e2e-arm64vm's machine joins the cluster with), etcd and CNI plugins
+# that TestArm64VM's machine joins the cluster with), etcd and CNI plugins
 kube_arches=$(go env GOHOSTARCH)
 [[ $kube_arches == arm64 ]] || kube_arches+=" arm64"
 KUBE_ARCHES=$kube_arches "$ROOT/scripts/install-kubernetes.sh"
