@@ -104,10 +104,6 @@ stage "fuzz (${FUZZTIME:=100000x} each)" fuzz_all
 while read -r suite; do
   stage "e2e ${suite#Test}" gotest "e2e-${suite#Test}" e2e -count=1 -timeout=30m -run "^$suite\$" .
 done < <(cd e2e && go test -list '^Test' . | grep '^Test')
-# the end-to-end suites still in bash
-for suite in scripts/e2e-*.sh; do
-  stage "$suite" "$suite"
-done
 
 echo
 echo "test.sh: took $(($(date +%s) - start)) s"

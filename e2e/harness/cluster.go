@@ -149,6 +149,14 @@ func (n *ClusterNode) Ctr(args ...string) (string, error) {
 	return RunErr(append([]string{"ctr", "--address", n.Sock, "-n", "k8s.io"}, args...)...)
 }
 
+// Kubeconfig writes node name's kubelet kubeconfig (its token) to file,
+// naming ca as the cluster's CA (`cluster.sh kubeconfig`): for a node the
+// script does not start itself, such as the arm64 machine.
+func (c *Cluster) Kubeconfig(t testing.TB, name, file, ca string) {
+	t.Helper()
+	c.bring(t, nil, "kubeconfig", c.Dir, name, file, ca)
+}
+
 // ClusterState is what a cluster can change on the machine outside its
 // directory and namespaces: the host's iptables chains, the sysctls the
 // kubelet sets, the folders it writes to whatever it is told. Take it before

@@ -47,6 +47,10 @@ type Network struct {
 	// Subnet is the network's first three octets ("10.129.162"): the nodes
 	// are Subnet.2, Subnet.3, ... on Subnet.0/24.
 	Subnet string
+	// Switch is the namespace that holds the network's bridge, Bridge: a
+	// host the test does not make a Node of (the arm64 machine's tap, say)
+	// joins there, at an address of Subnet above the nodes'.
+	Switch, Bridge string
 	// Dir is a private folder of the test's, for what the nodes' daemons
 	// keep on disk.
 	Dir string
@@ -93,6 +97,10 @@ func NewNetwork(t testing.TB, nodes ...string) *Network {
 	n.Dir = TempDir(t)
 	AddLeftoverCheck(n.Leftovers)
 	vars := BringUp(t, "netns", append([]string{n.ID, n.Subnet}, nodes...)...)
+	n.Switch, n.Bridge = vars["SWITCH"], vars["BRIDGE"]
+	if n.Switch == "" || n.Bridge == "" {
+		t.Fatalf("netns.sh named no switch namespace or bridge: %v", vars)
+	}
 	for _, name := range nodes {
 		node := &Node{Name: name, NS: vars["NS_"+name], IP: vars["IP_"+name]}
 		if node.NS == "" || node.IP == "" {
@@ -100,7 +108,7 @@ func NewNetwork(t testing.TB, nodes ...string) *Network {
 		}
 		n.Nodes[name] = node
 	}
-	for _, ns := range append([]string{n.ID + "-sw"}, sortedNS(n.Nodes)...) {
+	for _, ns := range append([]string{n.Switch}, sortedNS(n.Nodes)...) {
 		var st syscall.Stat_t
 		if err := syscall.Stat(filepath.Join("/run/netns", ns), &st); err != nil {
 			t.Fatalf("namespace %s: %v", ns, err)
