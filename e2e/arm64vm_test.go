@@ -81,7 +81,7 @@ func TestArm64VM(t *testing.T) {
 	// the nodes are Subnet.2, ...: the machine takes an address far above them
 	vmAddr := network.Subnet + ".200"
 	node := vmAddr + ":8080"
-	dockerUp := harness.BringUpAsync(scope, "netns-dockerd", filepath.Join(network.Dir, "docker"), host.NS,
+	dockerUp := harness.BringUpAsync(scope, "dockerd", filepath.Join(network.Dir, "docker"), host.NS,
 		"--insecure-registry", node)
 	amd64 := harness.Binary(harness.Dist(t), "linux/amd64")
 	formats := []string{"docker", "oci"}
