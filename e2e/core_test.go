@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"debug/buildinfo"
 	"debug/elf"
 	"fmt"
 	"net/http"
@@ -53,6 +54,26 @@ func TestCore(t *testing.T) {
 			y, _ := os.ReadFile(filepath.Join(again, f))
 			if !bytes.Equal(x, y) {
 				t.Errorf("%s differs between the builds (%d and %d bytes)", f, len(x), len(y))
+			}
+		}
+	})
+
+	// README's Weight paragraph: what `go version -m` lists for every binary
+	t.Run("every binary's modules are exactly klauspost/compress, go-digest and x/sync", func(t *testing.T) {
+		want := []string{"github.com/klauspost/compress", "github.com/opencontainers/go-digest", "golang.org/x/sync"}
+		for _, f := range harness.Files(t, dist) {
+			info, err := buildinfo.ReadFile(filepath.Join(dist, f))
+			if err != nil {
+				t.Errorf("%s: %v", f, err)
+				continue
+			}
+			var got []string
+			for _, d := range info.Deps {
+				got = append(got, d.Path)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Errorf("%s (main module %s) depends on %v, want %v", f, info.Main.Path, got, want)
 			}
 		}
 	})

@@ -273,7 +273,7 @@ func servedAt(t testing.TB, ns, addr string) (digest, contentType string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodHead, "http://"+addr+"/v2/quinistry/manifests/latest", nil)
 	req.Header.Set("Accept", harness.ListAccept)
-	resp, err := harness.HTTPClient(ns).Do(req)
+	resp, err := harness.HTTPClient(ns, nil).Do(req)
 	if err != nil {
 		t.Fatalf("HEAD %s/quinistry:latest in %s: %v", addr, ns, err)
 	}

@@ -78,7 +78,7 @@ func TestKubernetes(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := harness.StartWith(t, "registry", harness.Options{NoWaitReady: true}, harness.InNS(c.NS, registry, "serve", filepath.Join(regDir, "config.yml"))...)
-	inCluster := harness.HTTPClient(c.NS)
+	inCluster := harness.HTTPClient(c.NS, nil)
 	eventually(t, 30*time.Second, "answer from the registry", func() bool {
 		resp, err := inCluster.Get(fmt.Sprintf("http://127.0.0.1:%d/v2/", regPort))
 		if err == nil {
@@ -341,7 +341,7 @@ func TestKubernetes(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				bytes[i], errs[i] = fullPull(harness.HTTPClient(node1.NS), "127.0.0.1:5000", wantOCI)
+				bytes[i], errs[i] = fullPull(harness.HTTPClient(node1.NS, nil), "127.0.0.1:5000", wantOCI)
 			}()
 		}
 		wg.Wait()

@@ -39,8 +39,8 @@ type nodes struct {
 	net     *harness.Network
 	a, b, c *harness.Node
 	pki     string
-	ca      *testCA
-	other   *testCA
+	ca      *harness.CA
+	other   *harness.CA
 
 	tlsAddr, tlsCAddr, httpAddr, expAddr, bAddr string
 
@@ -111,8 +111,8 @@ func upNodes(t *testing.T, scope *harness.Scope) *nodes {
 	if err := os.MkdirAll(n.pki, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	n.ca = newCA(t, n.pki, "ca")
-	n.other = newCA(t, n.pki, "other")
+	n.ca = harness.NewCA(t, n.pki, "ca")
+	n.other = harness.NewCA(t, n.pki, "other")
 	ip := net.ParseIP(n.a.IP)
 	n.ca.Issue(t, n.pki, "a", ip, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
 	n.ca.Issue(t, n.pki, "expired", ip, time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2020, 1, 2, 0, 0, 0, 0, time.UTC))
@@ -739,7 +739,7 @@ func (n *nodes) servedFingerprint() (string, error) {
 	if err := conn.HandshakeContext(ctx); err != nil {
 		return "", err
 	}
-	return fingerprint(conn.ConnectionState().PeerCertificates[0].Raw), nil
+	return harness.Fingerprint(conn.ConnectionState().PeerCertificates[0].Raw), nil
 }
 
 func (n *nodes) rotation(t *testing.T) {

@@ -3,12 +3,10 @@ package export_test
 import (
 	"archive/tar"
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"testing"
 	"time"
 
@@ -19,26 +17,14 @@ import (
 	"github.com/quinistry/quinistry/crossbuild"
 	"github.com/quinistry/quinistry/export"
 	"github.com/quinistry/quinistry/index"
-	"github.com/quinistry/quinistry/internal/testbin"
+	"github.com/quinistry/quinistry/internal/testcontent"
 	"github.com/quinistry/quinistry/sbom"
 )
 
 var (
-	amd64 = crossbuild.Platform{OS: "linux", Arch: "amd64"}
-	arm64 = crossbuild.Platform{OS: "linux", Arch: "arm64"}
+	amd64 = testcontent.Amd64
+	arm64 = testcontent.Arm64
 )
-
-// content packs real cross-built test binaries.
-func content(t *testing.T, format index.Format) *index.Content {
-	t.Helper()
-	var bins []crossbuild.Binary
-	for _, p := range []crossbuild.Platform{amd64, arm64} {
-		bins = append(bins, crossbuild.Binary{Platform: p, Path: testbin.Build(t, p)})
-	}
-	c, err := index.Build(context.Background(), bins, index.Options{Format: format})
-	require.NoError(t, err)
-	return c
-}
 
 // untar reads every regular file of a tar, checking the headers are fixed.
 func untar(t *testing.T, data []byte) (map[string][]byte, []string) {
@@ -80,7 +66,7 @@ func TestTarIsALoadableLayout(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := content(t, tt.format)
+			c := testcontent.Content(t, index.Options{Format: tt.format})
 			var buf bytes.Buffer
 			require.NoError(t, export.WriteTar(&buf, c, tt.opts))
 			files, names := untar(t, buf.Bytes())
@@ -132,7 +118,7 @@ func TestTarIsALoadableLayout(t *testing.T) {
 }
 
 func TestDeterministic(t *testing.T) {
-	c := content(t, index.Docker)
+	c := testcontent.Content(t, index.Options{Format: index.Docker})
 	opts := export.Options{Name: "quinistry", Tag: "latest"}
 	var a, b bytes.Buffer
 	require.NoError(t, export.WriteTar(&a, c, opts))
@@ -164,7 +150,7 @@ func TestDeterministic(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	c := content(t, index.Docker)
+	c := testcontent.Content(t, index.Options{Format: index.Docker})
 	opts := export.Options{Name: "quinistry", Tag: "latest"}
 	locked := filepath.Join(t.TempDir(), "locked")
 	require.NoError(t, os.Mkdir(locked, 0o500))
@@ -214,12 +200,7 @@ func TestNames(t *testing.T) {
 }
 
 func TestLayoutHoldsTheSBOMs(t *testing.T) {
-	c := content(t, index.OCI)
-	var bins []crossbuild.Binary
-	for _, img := range c.Images {
-		bins = append(bins, crossbuild.Binary{Platform: img.Platform, Info: &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "example.com/q"}}})
-	}
-	require.NoError(t, sbom.Attach(c, bins))
+	c := testcontent.AttachSBOMs(t, testcontent.Content(t, index.Options{Format: index.OCI}))
 	dir := t.TempDir()
 	require.NoError(t, export.WriteDir(dir, c, export.Options{Name: "quinistry", Tag: "latest"}))
 

@@ -25,27 +25,14 @@ import (
 	"github.com/quinistry/quinistry/crossbuild"
 	"github.com/quinistry/quinistry/index"
 	"github.com/quinistry/quinistry/internal/testbin"
+	"github.com/quinistry/quinistry/internal/testcontent"
 )
 
 var (
-	amd64 = crossbuild.Platform{OS: "linux", Arch: "amd64"}
-	arm64 = crossbuild.Platform{OS: "linux", Arch: "arm64"}
+	amd64 = testcontent.Amd64
+	arm64 = testcontent.Arm64
 	armv7 = crossbuild.Platform{OS: "linux", Arch: "arm", Variant: "v7"}
 )
-
-// binaries returns real cross-built binaries with the build information read
-// from their bytes: module path, VCS revision and commit time included.
-func binaries(t testing.TB, platforms ...crossbuild.Platform) []crossbuild.Binary {
-	t.Helper()
-	var bins []crossbuild.Binary
-	for _, p := range platforms {
-		path := testbin.Build(t, p)
-		info, err := buildinfo.ReadFile(path)
-		require.NoError(t, err)
-		bins = append(bins, crossbuild.Binary{Platform: p, Path: path, Info: info})
-	}
-	return bins
-}
 
 func digestOf(b []byte) string {
 	s := sha256.Sum256(b)
@@ -56,7 +43,7 @@ func TestBuildMakesOneImagePerPlatform(t *testing.T) {
 	for _, format := range []index.Format{index.Docker, index.OCI} {
 		t.Run(string(format), func(t *testing.T) {
 			types := format.MediaTypes()
-			bins := binaries(t, amd64, arm64, armv7)
+			bins := testcontent.Binaries(t, amd64, arm64, armv7)
 			c, err := index.Build(context.Background(), bins, index.Options{Format: format})
 			require.NoError(t, err)
 
@@ -133,7 +120,7 @@ func TestBuildMakesOneImagePerPlatform(t *testing.T) {
 }
 
 func TestBuildIsDeterministic(t *testing.T) {
-	bins := binaries(t, amd64, arm64)
+	bins := testcontent.Binaries(t, amd64, arm64)
 	a, err := index.Build(context.Background(), bins, index.Options{})
 	require.NoError(t, err)
 	b, err := index.Build(context.Background(), bins, index.Options{})
@@ -156,7 +143,7 @@ func TestBuildIsDeterministic(t *testing.T) {
 
 func TestCreated(t *testing.T) {
 	epoch := time.Unix(1700000000, 0).UTC()
-	noVCS := binaries(t, amd64)
+	noVCS := testcontent.Binaries(t, amd64)
 	noVCS[0].Info = &debug.BuildInfo{}
 	tests := []struct {
 		name    string
@@ -164,8 +151,8 @@ func TestCreated(t *testing.T) {
 		created *time.Time
 		want    string
 	}{
-		{"SOURCE_DATE_EPOCH wins", binaries(t, amd64), &epoch, `"created":"2023-11-14T22:13:20Z"`},
-		{"vcs.time", binaries(t, amd64), nil, `"created":"` + testbin.CommitTime + `"`},
+		{"SOURCE_DATE_EPOCH wins", testcontent.Binaries(t, amd64), &epoch, `"created":"2023-11-14T22:13:20Z"`},
+		{"vcs.time", testcontent.Binaries(t, amd64), nil, `"created":"` + testbin.CommitTime + `"`},
 		{"neither", noVCS, nil, ""},
 	}
 	for _, tt := range tests {
@@ -187,7 +174,7 @@ func TestBuildErrors(t *testing.T) {
 	assert.ErrorContains(t, err, "no binaries")
 	_, err = index.Build(context.Background(), []crossbuild.Binary{{Platform: amd64, Path: filepath.Join(t.TempDir(), "gone")}}, index.Options{})
 	assert.ErrorContains(t, err, "no such file")
-	_, err = index.Build(context.Background(), binaries(t, amd64), index.Options{Format: "zip"})
+	_, err = index.Build(context.Background(), testcontent.Binaries(t, amd64), index.Options{Format: "zip"})
 	assert.ErrorContains(t, err, "unknown format")
 }
 
@@ -210,7 +197,7 @@ func TestFixedPoint(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			gen1, err := index.Build(context.Background(), binaries(t, amd64, arm64), tt.opts)
+			gen1, err := index.Build(context.Background(), testcontent.Binaries(t, amd64, arm64), tt.opts)
 			require.NoError(t, err)
 			defer gen1.Close()
 
@@ -323,7 +310,7 @@ func TestParseFormat(t *testing.T) {
 func BenchmarkBuild(b *testing.B) {
 	all := []crossbuild.Platform{amd64, arm64, armv7}
 	for n := 1; n <= len(all); n++ {
-		bins := binaries(b, all[:n]...)
+		bins := testcontent.Binaries(b, all[:n]...)
 		b.Run(fmt.Sprintf("%dplatforms", n), func(b *testing.B) {
 			for b.Loop() {
 				_, err := index.Build(context.Background(), bins, index.Options{})
@@ -334,9 +321,7 @@ func BenchmarkBuild(b *testing.B) {
 }
 
 func TestVerify(t *testing.T) {
-	c, err := index.Build(context.Background(), binaries(t, amd64, arm64), index.Options{})
-	require.NoError(t, err)
-	defer c.Close()
+	c := testcontent.Content(t, index.Options{})
 	require.NoError(t, c.Verify())
 
 	corrupt := *c

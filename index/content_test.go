@@ -1,7 +1,6 @@
 package index_test
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"syscall"
@@ -12,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/quinistry/quinistry/index"
+	"github.com/quinistry/quinistry/internal/testcontent"
 )
 
 // TestVerifyReadsLayersFromTheirFiles checks that a layer is hashed from
@@ -19,9 +19,7 @@ import (
 // copy: the file's descriptor is pointed at a file of the same size with
 // one byte changed, while Data keeps the original bytes.
 func TestVerifyReadsLayersFromTheirFiles(t *testing.T) {
-	c, err := index.Build(context.Background(), binaries(t, amd64, arm64), index.Options{})
-	require.NoError(t, err)
-	defer c.Close()
+	c := testcontent.Content(t, index.Options{})
 	l := c.Layers[0]
 	require.NotNil(t, l.File)
 
@@ -41,9 +39,7 @@ func TestVerifyReadsLayersFromTheirFiles(t *testing.T) {
 // a list re-encoded (and re-hashed) so that an entry's size, media type or
 // digest is wrong.
 func TestVerifyChecksReferences(t *testing.T) {
-	c, err := index.Build(context.Background(), binaries(t, amd64, arm64), index.Options{Format: index.OCI})
-	require.NoError(t, err)
-	defer c.Close()
+	c := testcontent.Content(t, index.Options{Format: index.OCI})
 	require.NoError(t, c.Verify())
 
 	tests := []struct {

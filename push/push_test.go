@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,24 +19,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/quinistry/quinistry/crossbuild"
 	"github.com/quinistry/quinistry/index"
-	"github.com/quinistry/quinistry/internal/testbin"
+	"github.com/quinistry/quinistry/internal/testcontent"
 	"github.com/quinistry/quinistry/push"
-	"github.com/quinistry/quinistry/sbom"
 )
-
-// content packs real cross-built test binaries.
-func content(t *testing.T, format index.Format) *index.Content {
-	t.Helper()
-	var bins []crossbuild.Binary
-	for _, p := range []crossbuild.Platform{{OS: "linux", Arch: "amd64"}, {OS: "linux", Arch: "arm64"}} {
-		bins = append(bins, crossbuild.Binary{Platform: p, Path: testbin.Build(t, p)})
-	}
-	c, err := index.Build(context.Background(), bins, index.Options{Format: format})
-	require.NoError(t, err)
-	return c
-}
 
 // blobCount is the number of distinct blobs the content has.
 func blobCount(c *index.Content) int { return len(c.Images) + len(c.Layers) }
@@ -71,7 +56,7 @@ func assertPushed(t *testing.T, reg *testRegistry, repo, tag string, c *index.Co
 func TestPushAndPushAgain(t *testing.T) {
 	for _, format := range []index.Format{index.Docker, index.OCI} {
 		t.Run(string(format), func(t *testing.T) {
-			c := content(t, format)
+			c := testcontent.Content(t, index.Options{Format: format})
 			reg := newTestRegistry(t)
 			res, err := push.Push(context.Background(), c, ref(t, reg, "team/q:v1"), fast())
 			require.NoError(t, err)
@@ -92,7 +77,7 @@ func TestPushAndPushAgain(t *testing.T) {
 }
 
 func TestChunkedUploads(t *testing.T) {
-	c := content(t, index.Docker)
+	c := testcontent.Content(t, index.Options{Format: index.Docker})
 	tests := []struct {
 		name          string
 		maxMonolithic int64
@@ -126,7 +111,7 @@ func TestChunkedUploads(t *testing.T) {
 func TestMountFrom(t *testing.T) {
 	for _, auth := range []string{"", "bearer"} {
 		t.Run("auth="+auth, func(t *testing.T) {
-			c := content(t, index.Docker)
+			c := testcontent.Content(t, index.Options{Format: index.Docker})
 			reg := newTestRegistry(t)
 			reg.auth, reg.user, reg.password = auth, "u", "p"
 			opts := fast()
@@ -144,7 +129,7 @@ func TestMountFrom(t *testing.T) {
 }
 
 func TestAuth(t *testing.T) {
-	c := content(t, index.Docker)
+	c := testcontent.Content(t, index.Options{Format: index.Docker})
 	good := push.Credential{Username: "alice", Password: "s3cret"}
 	tests := []struct {
 		name    string
@@ -186,7 +171,7 @@ func TestAuth(t *testing.T) {
 }
 
 func TestRetries(t *testing.T) {
-	c := content(t, index.Docker)
+	c := testcontent.Content(t, index.Options{Format: index.Docker})
 	tests := []struct {
 		name     string
 		fault    func(n int64, w http.ResponseWriter, r *http.Request) bool
@@ -261,7 +246,7 @@ func TestRetries(t *testing.T) {
 }
 
 func TestRefusals(t *testing.T) {
-	c := content(t, index.OCI)
+	c := testcontent.Content(t, index.Options{Format: index.OCI})
 	closed, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	closedHost := closed.Addr().String()
@@ -321,7 +306,7 @@ func TestRefusals(t *testing.T) {
 }
 
 func TestProgress(t *testing.T) {
-	c := content(t, index.Docker)
+	c := testcontent.Content(t, index.Options{Format: index.Docker})
 	reg := newTestRegistry(t)
 	var out strings.Builder
 	opts := fast()
@@ -397,7 +382,7 @@ func TestDockerConfigCredentials(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	c := content(t, index.Docker)
+	c := testcontent.Content(t, index.Options{Format: index.Docker})
 	reg := newTLSTestRegistry(t)
 	opts := push.Options{Backoff: time.Millisecond}
 	_, err := push.Push(context.Background(), c, ref(t, reg, "q:v1"), opts)
@@ -413,7 +398,7 @@ func TestTLS(t *testing.T) {
 }
 
 func TestProgressOnATerminal(t *testing.T) {
-	c := content(t, index.Docker)
+	c := testcontent.Content(t, index.Options{Format: index.Docker})
 	reg := newTestRegistry(t)
 	out := &lockedWriter{w: &strings.Builder{}}
 	opts := fast()
@@ -430,23 +415,10 @@ func TestProgressOnATerminal(t *testing.T) {
 	assert.Equal(t, blobCount(c), strings.Count(last, ": pushed "))
 }
 
-// sbomContent is content with its SBOMs attached.
-func sbomContent(t *testing.T, format index.Format) *index.Content {
-	t.Helper()
-	c := content(t, format)
-	var bins []crossbuild.Binary
-	for _, img := range c.Images {
-		bins = append(bins, crossbuild.Binary{Platform: img.Platform, Info: &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Path: "example.com/q"}}})
-	}
-	require.NoError(t, sbom.Attach(c, bins))
-	require.Len(t, c.Artifacts, len(c.Images))
-	return c
-}
-
 func TestPushSBOMs(t *testing.T) {
 	for _, subjects := range []bool{true, false} {
 		t.Run(fmt.Sprintf("OCI-Subject=%v", subjects), func(t *testing.T) {
-			c := sbomContent(t, index.OCI)
+			c := testcontent.AttachSBOMs(t, testcontent.Content(t, index.Options{Format: index.OCI}))
 			reg := newTestRegistry(t)
 			reg.subjects = subjects
 			// An earlier referrer of the first image, from someone else, stays.

@@ -6,13 +6,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
-	"math/rand/v2"
 	"mime"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,6 +17,7 @@ import (
 
 	"github.com/quinistry/quinistry/crossbuild"
 	"github.com/quinistry/quinistry/index"
+	"github.com/quinistry/quinistry/internal/testcontent"
 )
 
 // testName is the repository the test registries serve: two components, so
@@ -37,61 +34,16 @@ var sortedTestTags = []string{"abc123", "latest", "v1.0.0"}
 // formats are the media-type families every content test runs in.
 var formats = []index.Format{index.Docker, index.OCI}
 
-var (
-	amd64 = crossbuild.Platform{OS: "linux", Arch: "amd64"}
-	arm64 = crossbuild.Platform{OS: "linux", Arch: "arm64"}
-)
+var amd64, arm64 = testcontent.Amd64, testcontent.Arm64
 
-// writeFakeBinary writes size bytes drawn from a generator seeded with seed
-// into a file under dir and returns its path. index.Build does not check
-// ELF headers, so any bytes do.
-func writeFakeBinary(tb testing.TB, dir string, p crossbuild.Platform, seed uint64, size int) string {
-	tb.Helper()
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	data := make([]byte, size)
-	for i := range data {
-		// Mostly random with runs of text, so gzip has something to do.
-		if i%1024 < 768 {
-			data[i] = byte(rng.Uint32())
-		} else {
-			data[i] = "quinistry"[i%9]
-		}
-	}
-	path := filepath.Join(dir, p.FileName())
-	require.NoError(tb, os.WriteFile(path, data, 0o755))
-	return path
-}
-
-// buildContent packs two fake binaries (linux/arm64 first, so that picking
-// linux/amd64 as the default is a real choice) in format f.
+// buildContent packs two fake binaries with runs of text, so gzip has
+// something to do (linux/arm64 first, so that picking linux/amd64 as the
+// default is a real choice), in format f.
 func buildContent(tb testing.TB, f index.Format) *index.Content {
 	tb.Helper()
-	dir := tb.TempDir()
-	bins := []crossbuild.Binary{
-		{Platform: arm64, Path: writeFakeBinary(tb, dir, arm64, 64, 48<<10), Info: fakeInfo(arm64)},
-		{Platform: amd64, Path: writeFakeBinary(tb, dir, amd64, 86, 40<<10), Info: fakeInfo(amd64)},
-	}
-	c, err := index.Build(tb.Context(), bins, index.Options{Format: f})
-	require.NoError(tb, err)
-	require.Equal(tb, f, c.Format)
-	require.Len(tb, c.Images, 2)
-	require.Len(tb, c.Layers, 2)
-	return c
-}
-
-// fakeInfo is the build information the fake binaries claim.
-func fakeInfo(p crossbuild.Platform) *debug.BuildInfo {
-	return &debug.BuildInfo{
-		GoVersion: "go1.26.8",
-		Path:      "github.com/quinistry/quinistry/cmd/quinistry",
-		Main:      debug.Module{Path: "github.com/quinistry/quinistry", Version: "v1.2.3"},
-		Settings: []debug.BuildSetting{
-			{Key: "GOOS", Value: "linux"},
-			{Key: "GOARCH", Value: p.Arch},
-			{Key: "vcs.revision", Value: "0123456789abcdef0123456789abcdef01234567"},
-			{Key: "vcs.time", Value: "2026-11-27T12:00:00Z"},
-		},
-	}
+	return testcontent.Random(tb, index.Options{Format: f},
+		testcontent.Fake{Platform: arm64, Size: 48 << 10, Seed: 64, Text: true},
+		testcontent.Fake{Platform: amd64, Size: 40 << 10, Seed: 86, Text: true})
 }
 
 // newTestRegistry builds content in format f and a registry serving it.

@@ -14,17 +14,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/quinistry/quinistry/crossbuild"
+	"github.com/quinistry/quinistry/internal/testcontent"
 	"github.com/quinistry/quinistry/sbom"
 )
 
 func TestHomePage(t *testing.T) {
-	c := buildContent(t, formats[0])
-	var bins []crossbuild.Binary
-	for _, img := range c.Images {
-		bins = append(bins, crossbuild.Binary{Platform: img.Platform, Info: fakeInfo(img.Platform)})
-	}
-	require.NoError(t, sbom.Attach(c, bins))
+	c := testcontent.AttachSBOMs(t, buildContent(t, formats[0]))
 	reg := New(c, testName, testTags, nil)
 	browser := http.Header{"Accept": {"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}}
 

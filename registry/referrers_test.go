@@ -8,8 +8,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/quinistry/quinistry/crossbuild"
 	"github.com/quinistry/quinistry/index"
+	"github.com/quinistry/quinistry/internal/testcontent"
 	"github.com/quinistry/quinistry/sbom"
 )
 
@@ -21,11 +21,7 @@ func TestReferrersListsSBOMs(t *testing.T) {
 		t.Run(string(f), func(t *testing.T) {
 			c := buildContent(t, f)
 			list := c.List.Digest
-			var bins []crossbuild.Binary
-			for _, img := range c.Images {
-				bins = append(bins, crossbuild.Binary{Platform: img.Platform, Info: fakeInfo(img.Platform)})
-			}
-			require.NoError(t, sbom.Attach(c, bins))
+			testcontent.AttachSBOMs(t, c)
 			require.Equal(t, list, c.List.Digest, "the list does not change")
 			reg := New(c, testName, testTags, nil)
 

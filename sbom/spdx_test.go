@@ -25,13 +25,13 @@ import (
 
 	"github.com/quinistry/quinistry/crossbuild"
 	"github.com/quinistry/quinistry/index"
-	"github.com/quinistry/quinistry/internal/testbin"
+	"github.com/quinistry/quinistry/internal/testcontent"
 	"github.com/quinistry/quinistry/sbom"
 )
 
 var (
-	amd64 = crossbuild.Platform{OS: "linux", Arch: "amd64"}
-	arm64 = crossbuild.Platform{OS: "linux", Arch: "arm64"}
+	amd64 = testcontent.Amd64
+	arm64 = testcontent.Arm64
 	armv7 = crossbuild.Platform{OS: "linux", Arch: "arm", Variant: "v7"}
 )
 
@@ -252,23 +252,23 @@ func TestNewRejectsBadInput(t *testing.T) {
 	}
 }
 
-// binaries returns real cross-built binaries, each given quinistry's own
-// build information with its platform's GOOS and GOARCH.
+// binaries returns testcontent's real cross-built binaries, each given
+// quinistry's own build information with its platform's GOOS and GOARCH.
 func binaries(t *testing.T, platforms ...crossbuild.Platform) []crossbuild.Binary {
 	t.Helper()
-	var bins []crossbuild.Binary
-	for _, p := range platforms {
-		info := *selfInfo(t)
+	bins := testcontent.Binaries(t, platforms...)
+	for b := range bins {
+		info := selfInfo(t)
 		info.Settings = slices.Clone(info.Settings)
 		for i, set := range info.Settings {
 			switch set.Key {
 			case "GOOS":
-				info.Settings[i].Value = p.OS
+				info.Settings[i].Value = bins[b].Platform.OS
 			case "GOARCH":
-				info.Settings[i].Value = p.Arch
+				info.Settings[i].Value = bins[b].Platform.Arch
 			}
 		}
-		bins = append(bins, crossbuild.Binary{Platform: p, Path: testbin.Build(t, p), Info: &info})
+		bins[b].Info = info
 	}
 	return bins
 }

@@ -6,8 +6,8 @@
 # SOAK_SECONDS (default 20) the soak.
 #
 # A stage that fails does not stop the others: every stage runs and reports what it counted
-# ("<stage>: N passed, M failed": Go tests and subtests, fuzz targets, or a suite's checks; a stage
-# that counts nothing counts as one), then a summary of all stages, and the last line is
+# ("<stage>: N passed, M failed, K skipped" from go test -json: tests and subtests, or fuzz targets;
+# the install and go vet count as one), then a summary of all stages, and the last line is
 # "stages: N passed, M failed". The exit status is 1 when any stage failed.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,30 +18,20 @@ trap 'rm -rf "$LOGS"' EXIT
 STAGE_NAMES=() STAGE_PASSED=() STAGE_FAILED=() STAGE_OK=() STAGE_SECONDS=()
 
 # stage NAME CMD...: run CMD as one stage, its output shown (less the lines of Go tests that
-# passed) and kept; count what it ran and what failed, and record the stage's result.
+# passed) and kept, and record its result: the counts its last "NAME: N passed, M failed" line
+# gives (gotest's and fuzz's, from go test -json), else one passed or failed stage.
 stage() {
-  local name=$1 log rc passed failed ok line t0=$SECONDS
+  local name=$1 log rc passed=1 failed=0 ok=1 line t0=$SECONDS
   shift
   log=$LOGS/${#STAGE_NAMES[@]}.log
   printf '\n=== %s\n' "$name"
   "$@" 2>&1 | tee "$log" | grep --line-buffered -vE '^\s*(=== (RUN|PAUSE|CONT|NAME)|--- PASS: )'
   rc=${PIPESTATUS[0]}
-  # a suite's own total ("<suite>: N passed, M failed"), else Go's per-test lines, else the exit status
-  line=$(grep -E '^[A-Za-z0-9_.-]+: [0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' "$log" | tail -n 1 || true)
-  if [[ -n $line ]]; then
-    read -r passed failed < <(sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed.*$/\1 \2/' <<<"$line")
-  else
-    passed=$(grep -cE '^\s*--- PASS: ' "$log" || true)
-    failed=$(grep -cE '^\s*--- FAIL: ' "$log" || true)
-    if ((passed + failed == 0)); then
-      ((rc == 0)) && passed=1 || failed=1
-    fi
-  fi
-  ok=1
-  if ((rc != 0 || failed > 0)); then
-    ok=0
-    ((failed > 0)) || failed=1 # it failed without saying what: count the stage itself
-  fi
+  line=$(grep -E '^[A-Za-z0-9_.-]+: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1 || true)
+  [[ -z $line ]] || read -r passed failed < <(sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed.*$/\1 \2/' <<<"$line")
+  [[ -n $line ]] || ((rc == 0)) || passed=0 failed=1
+  ((rc == 0 && failed == 0)) || ok=0
+  ((ok || failed > 0)) || failed=1 # it failed without saying what: count the stage itself
   STAGE_NAMES+=("$name") STAGE_PASSED+=("$passed") STAGE_FAILED+=("$failed") STAGE_OK+=("$ok")
   STAGE_SECONDS+=($((SECONDS - t0)))
   printf '=== %s: %s (exit %d, %d s): %d passed, %d failed\n' "$name" "$( ((ok)) && echo PASS || echo FAIL)" "$rc" "$((SECONDS - t0))" "$passed" "$failed"
@@ -114,10 +104,6 @@ stage "fuzz (${FUZZTIME:=100000x} each)" fuzz_all
 while read -r suite; do
   stage "e2e ${suite#Test}" gotest "e2e-${suite#Test}" e2e -count=1 -timeout=30m -run "^$suite\$" .
 done < <(cd e2e && go test -list '^Test' . | grep '^Test')
-# the end-to-end suites still in bash
-for suite in scripts/e2e-*.sh; do
-  stage "$suite" "$suite"
-done
 
 echo
 echo "test.sh: took $(($(date +%s) - start)) s"

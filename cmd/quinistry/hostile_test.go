@@ -17,10 +17,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"regexp"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,8 +28,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/quinistry/quinistry/crossbuild"
 	"github.com/quinistry/quinistry/index"
+	"github.com/quinistry/quinistry/internal/testcontent"
 	"github.com/quinistry/quinistry/registry"
 )
 
@@ -70,33 +67,9 @@ func hostileContent(t *testing.T) (c *index.Content, big, small index.Blob) {
 }
 
 var sharedContent = sync.OnceValues(func() (*index.Content, error) {
-	dir, err := os.MkdirTemp("", "quinistry-hostile-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	fake := func(p crossbuild.Platform, seed byte, size int) crossbuild.Binary {
-		data := make([]byte, size)
-		_, _ = rand.NewChaCha8([32]byte{seed}).Read(data)
-		path := filepath.Join(dir, p.FileName())
-		if werr := os.WriteFile(path, data, 0o755); werr != nil {
-			err = werr
-		}
-		return crossbuild.Binary{Platform: p, Path: path, Info: &debug.BuildInfo{
-			GoVersion: "go1.26.8",
-			Path:      "github.com/quinistry/quinistry/cmd/quinistry",
-			Main:      debug.Module{Path: "github.com/quinistry/quinistry", Version: "v0.0.1"},
-			Settings:  []debug.BuildSetting{{Key: "GOOS", Value: p.OS}, {Key: "GOARCH", Value: p.Arch}},
-		}}
-	}
-	bins := []crossbuild.Binary{
-		fake(crossbuild.Platform{OS: "linux", Arch: "amd64"}, 1, 4<<20),
-		fake(crossbuild.Platform{OS: "linux", Arch: "arm64"}, 2, 64<<10),
-	}
-	if err != nil {
-		return nil, err
-	}
-	c, err := index.Build(context.Background(), bins, index.Options{})
+	c, err := testcontent.Pack(index.Options{},
+		testcontent.Fake{Platform: testcontent.Amd64, Size: 4 << 20, Seed: 1},
+		testcontent.Fake{Platform: testcontent.Arm64, Size: 64 << 10, Seed: 2})
 	if err != nil {
 		return nil, err
 	}

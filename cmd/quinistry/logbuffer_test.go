@@ -77,3 +77,18 @@ func TestLogBufferFlushesOnEveryTick(t *testing.T) {
 	ticks <- time.Time{}
 	assert.Equal(t, []string{"one\n", "two\nthree\n"}, out.all(), "lines of one tick go out together")
 }
+
+// TestLogBufferWritesOutWithoutClose checks the buffer main uses, with its
+// own ticker: a line goes out with no Close and no further writes. The
+// README promises 100 ms; the wait allows twenty times that, so a slow
+// machine passes and a ticker of seconds fails.
+func TestLogBufferWritesOutWithoutClose(t *testing.T) {
+	out := &lockedWriter{}
+	b := newLogBuffer(out)
+	defer b.Close()
+	_, err := b.Write([]byte("one\n"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(out.all()) == 1 }, 20*flushEvery, flushEvery/10,
+		"the line is still buffered after %v", 20*flushEvery)
+	assert.Equal(t, []string{"one\n"}, out.all())
+}

@@ -11,9 +11,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/quinistry/quinistry/crossbuild"
 	"github.com/quinistry/quinistry/index"
-	"github.com/quinistry/quinistry/internal/testbin"
+	"github.com/quinistry/quinistry/internal/testcontent"
 )
 
 // clearSettingsEnv unsets, for the test, every variable that chooses the
@@ -39,10 +38,7 @@ func configEnv(t *testing.T, img index.Image) []string {
 // an environment holding only that (as a container runtime gives it): the
 // second image must be the first, byte for byte, in both formats.
 func TestImageCarriesItsSettings(t *testing.T) {
-	bins := []crossbuild.Binary{
-		{Platform: crossbuild.Platform{OS: "linux", Arch: "amd64"}, Path: testbin.Build(t, crossbuild.Platform{OS: "linux", Arch: "amd64"})},
-		{Platform: crossbuild.Platform{OS: "linux", Arch: "arm64"}, Path: testbin.Build(t, crossbuild.Platform{OS: "linux", Arch: "arm64"})},
-	}
+	bins := testcontent.Binaries(t)
 	tests := []struct {
 		name    string
 		args    []string

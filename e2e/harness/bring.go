@@ -16,26 +16,7 @@ import (
 // failed bring-up fails the test with the script's error line.
 func BringUp(t testing.TB, what string, args ...string) map[string]string {
 	t.Helper()
-	script := filepath.Join(Root(), "scripts", "bring", what+".sh")
-	t.Cleanup(func() {
-		if out, err := exec.Command(script, append([]string{"down"}, args...)...).CombinedOutput(); err != nil {
-			t.Errorf("%s down: %v\n%s", what, err, out)
-		}
-	})
-	cmd := exec.Command(script, append([]string{"up"}, args...)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("bringing up %s: %v\n%s", what, err, stderr.String())
-	}
-	vars := map[string]string{}
-	sc := bufio.NewScanner(&stdout)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
-			vars[k] = v
-		}
-	}
-	return vars
+	return BringUpAsync(t, what, args...)()
 }
 
 // BringUpAsync starts scripts/bring/WHAT.sh up with args at once and
@@ -63,13 +44,18 @@ func BringUpAsync(t testing.TB, what string, args ...string) func() map[string]s
 		if err := <-done; err != nil {
 			t.Fatalf("bringing up %s: %v\n%s", what, err, stderr.String())
 		}
-		vars := map[string]string{}
-		sc := bufio.NewScanner(&stdout)
-		for sc.Scan() {
-			if k, v, ok := strings.Cut(sc.Text(), "="); ok {
-				vars[k] = v
-			}
-		}
-		return vars
+		return parseVars(stdout.Bytes())
 	}
+}
+
+// parseVars reads the KEY=VALUE lines a bring-up script printed.
+func parseVars(out []byte) map[string]string {
+	vars := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
+			vars[k] = v
+		}
+	}
+	return vars
 }

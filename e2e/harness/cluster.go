@@ -1,23 +1,15 @@
 package harness
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
-	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Cluster is a private Kubernetes cluster of scripts/bring/cluster.sh: its
@@ -95,14 +87,7 @@ func (c *Cluster) bring(t testing.TB, env []string, args ...string) map[string]s
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("cluster.sh %s: %v\n%s%s", args[0], err, stderr.String(), c.LogTails())
 	}
-	vars := map[string]string{}
-	sc := bufio.NewScanner(&stdout)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
-			vars[k] = v
-		}
-	}
-	return vars
+	return parseVars(stdout.Bytes())
 }
 
 // Down takes the cluster down (`cluster.sh down`); later calls return the
@@ -164,40 +149,12 @@ func (n *ClusterNode) Ctr(args ...string) (string, error) {
 	return RunErr(append([]string{"ctr", "--address", n.Sock, "-n", "k8s.io"}, args...)...)
 }
 
-// HTTPClient returns a client whose connections are made inside network
-// namespace ns (/run/netns/NS), so that a test reaches addresses that exist
-// only there (a node's hostPorts on 127.0.0.1, say).
-func HTTPClient(ns string) *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		type result struct {
-			c   net.Conn
-			err error
-		}
-		ch := make(chan result, 1)
-		go func() {
-			// The thread enters ns and is never unlocked: it ends with
-			// this goroutine, so no other goroutine runs in ns. The socket
-			// keeps the namespace it was made in.
-			runtime.LockOSThread()
-			f, err := os.Open("/run/netns/" + ns)
-			if err != nil {
-				ch <- result{nil, err}
-				return
-			}
-			defer f.Close()
-			if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-				ch <- result{nil, fmt.Errorf("entering network namespace %s: %w", ns, err)}
-				return
-			}
-			var d net.Dialer
-			conn, err := d.DialContext(ctx, network, addr)
-			ch <- result{conn, err}
-		}()
-		r := <-ch
-		return r.c, r.err
-	}
-	return &http.Client{Transport: tr, Timeout: 2 * time.Minute}
+// Kubeconfig writes node name's kubelet kubeconfig (its token) to file,
+// naming ca as the cluster's CA (`cluster.sh kubeconfig`): for a node the
+// script does not start itself, such as the arm64 machine.
+func (c *Cluster) Kubeconfig(t testing.TB, name, file, ca string) {
+	t.Helper()
+	c.bring(t, nil, "kubeconfig", c.Dir, name, file, ca)
 }
 
 // ClusterState is what a cluster can change on the machine outside its

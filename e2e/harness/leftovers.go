@@ -80,9 +80,13 @@ func AddLeftoverCheck(check func() []string) {
 	leftoverChecks = append(leftoverChecks, check)
 }
 
+// extraLeftovers runs the checks added so far and forgets them: each runs in
+// the CheckNothingLeft of the suite that added it, and not again in a later
+// suite's, when its names (a released subnet's ID) may be someone else's.
 func extraLeftovers() []string {
 	leftoverMu.Lock()
-	checks := append([]func() []string(nil), leftoverChecks...)
+	checks := leftoverChecks
+	leftoverChecks = nil
 	leftoverMu.Unlock()
 	var out []string
 	for _, c := range checks {

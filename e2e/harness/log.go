@@ -123,27 +123,59 @@ func (l *Log) Wait(t testing.TB, timeout time.Duration, what string, match func(
 
 // WaitErr is Wait returning an error instead of failing the test.
 func (l *Log) WaitErr(timeout time.Duration, match func(Record) bool) (Record, error) {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	seen := 0
-	for {
-		l.mu.Lock()
-		for ; seen < len(l.records); seen++ {
-			if match(l.records[seen]) {
-				r := l.records[seen]
-				l.mu.Unlock()
-				return r, nil
+	var found Record
+	err := l.waitFor(timeout, func(from int) (int, bool) {
+		for i := from; i < len(l.records); i++ {
+			if match(l.records[i]) {
+				found = l.records[i]
+				return i, true
 			}
 		}
+		return len(l.records), false
+	})
+	return found, err
+}
+
+// WaitLineErr returns the first line, record or not (a machine's console,
+// say), for which match is true, waiting for it at most timeout; the error
+// says whether the log ended or the time ran out first.
+func (l *Log) WaitLineErr(timeout time.Duration, match func(string) bool) (string, error) {
+	var found string
+	err := l.waitFor(timeout, func(from int) (int, bool) {
+		for i := from; i < len(l.lines); i++ {
+			if match(l.lines[i]) {
+				found = l.lines[i]
+				return i, true
+			}
+		}
+		return len(l.lines), false
+	})
+	return found, err
+}
+
+// waitFor calls scan under the log's lock with the index to look from (0,
+// then where the last call stopped), at once and each time a line arrives,
+// until it reports a find, the log ends or timeout passes.
+func (l *Log) waitFor(timeout time.Duration, scan func(from int) (next int, found bool)) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	from := 0
+	for {
+		l.mu.Lock()
+		next, found := scan(from)
 		closed, changed := l.closed, l.changed
 		l.mu.Unlock()
+		if found {
+			return nil
+		}
+		from = next
 		if closed {
-			return nil, fmt.Errorf("the log ended")
+			return fmt.Errorf("the log ended")
 		}
 		select {
 		case <-changed:
 		case <-deadline.C:
-			return nil, fmt.Errorf("none within %s", timeout)
+			return fmt.Errorf("none within %s", timeout)
 		}
 	}
 }

@@ -47,6 +47,10 @@ type Network struct {
 	// Subnet is the network's first three octets ("10.129.162"): the nodes
 	// are Subnet.2, Subnet.3, ... on Subnet.0/24.
 	Subnet string
+	// Switch is the namespace that holds the network's bridge, Bridge: a
+	// host the test does not make a Node of (the arm64 machine's tap, say)
+	// joins there, at an address of Subnet above the nodes'.
+	Switch, Bridge string
 	// Dir is a private folder of the test's, for what the nodes' daemons
 	// keep on disk.
 	Dir string
@@ -93,6 +97,10 @@ func NewNetwork(t testing.TB, nodes ...string) *Network {
 	n.Dir = TempDir(t)
 	AddLeftoverCheck(n.Leftovers)
 	vars := BringUp(t, "netns", append([]string{n.ID, n.Subnet}, nodes...)...)
+	n.Switch, n.Bridge = vars["SWITCH"], vars["BRIDGE"]
+	if n.Switch == "" || n.Bridge == "" {
+		t.Fatalf("netns.sh named no switch namespace or bridge: %v", vars)
+	}
 	for _, name := range nodes {
 		node := &Node{Name: name, NS: vars["NS_"+name], IP: vars["IP_"+name]}
 		if node.NS == "" || node.IP == "" {
@@ -100,7 +108,7 @@ func NewNetwork(t testing.TB, nodes ...string) *Network {
 		}
 		n.Nodes[name] = node
 	}
-	for _, ns := range append([]string{n.ID + "-sw"}, sortedNS(n.Nodes)...) {
+	for _, ns := range append([]string{n.Switch}, sortedNS(n.Nodes)...) {
 		var st syscall.Stat_t
 		if err := syscall.Stat(filepath.Join("/run/netns", ns), &st); err != nil {
 			t.Fatalf("namespace %s: %v", ns, err)
@@ -382,15 +390,22 @@ func (node *Node) Command(argv ...string) *exec.Cmd {
 }
 
 // DialContext dials addr (an IP address and port: names are not resolved
-// in the namespace) from inside the node's network namespace: the socket is
-// made on a thread that has entered the namespace for that moment.
+// in the namespace) from inside the node's network namespace.
 func (node *Node) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return DialIn(ctx, node.NS, network, addr)
+}
+
+// DialIn dials addr (an IP address and port: names are not resolved in the
+// namespace) from inside network namespace ns (/run/netns/NS): the socket
+// is made on a thread that has entered the namespace for that moment, and
+// keeps the namespace it was made in.
+func DialIn(ctx context.Context, ns, network, addr string) (net.Conn, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
 	}
 	if net.ParseIP(host) == nil {
-		return nil, fmt.Errorf("dialing %s from node %s: not an IP address", addr, node.Name)
+		return nil, fmt.Errorf("dialing %s in namespace %s: not an IP address", addr, ns)
 	}
 	type result struct {
 		conn net.Conn
@@ -406,7 +421,7 @@ func (node *Node) DialContext(ctx context.Context, network, addr string) (net.Co
 			return
 		}
 		defer back.Close()
-		target, err := os.Open(filepath.Join("/run/netns", node.NS))
+		target, err := os.Open(filepath.Join("/run/netns", ns))
 		if err != nil {
 			runtime.UnlockOSThread()
 			ch <- result{err: err}
@@ -415,7 +430,7 @@ func (node *Node) DialContext(ctx context.Context, network, addr string) (net.Co
 		defer target.Close()
 		if err := setns(target); err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("entering %s: %w", node.NS, err)}
+			ch <- result{err: fmt.Errorf("entering %s: %w", ns, err)}
 			return
 		}
 		// one address: the dialer connects on this goroutine, so on this thread
@@ -436,10 +451,20 @@ func setns(f *os.File) error {
 // Client returns an HTTP client whose connections start in the node's
 // namespace, with tlsConfig for https (nil: the system's roots).
 func (node *Node) Client(tlsConfig *tls.Config) *http.Client {
+	return HTTPClient(node.NS, tlsConfig)
+}
+
+// HTTPClient returns an HTTP client whose connections are made inside
+// network namespace ns (DialIn), so that a test reaches addresses that exist
+// only there (a node's hostPorts on 127.0.0.1, say), with tlsConfig for
+// https (nil: the system's roots).
+func HTTPClient(ns string, tlsConfig *tls.Config) *http.Client {
 	return &http.Client{
 		Timeout: 2 * time.Minute,
 		Transport: &http.Transport{
-			DialContext:         node.DialContext,
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return DialIn(ctx, ns, network, addr)
+			},
 			TLSClientConfig:     tlsConfig,
 			ForceAttemptHTTP2:   true,
 			TLSHandshakeTimeout: 30 * time.Second,

@@ -3,8 +3,8 @@
 # which picks ID and SUBNET so that no two runs on this machine share them). up makes a switch namespace
 # ID-sw holding a bridge, and for each NODE a network namespace ID-NODE with an eth0 linked to the bridge
 # by a veth pair, addressed SUBNET.2, SUBNET.3, ... (/24) in the order given, lo up; it prints
-# NS_<NODE>=ID-NODE and IP_<NODE>=SUBNET.N. down deletes every namespace named ID-* (their veths and the
-# bridge go with them). Asserts nothing; fails with one line.
+# SWITCH=ID-sw, BRIDGE=br0, NS_<NODE>=ID-NODE and IP_<NODE>=SUBNET.N. down deletes every namespace
+# named ID-* (their veths and the bridge go with them). Asserts nothing; fails with one line.
 set -euo pipefail
 verb=${1:-} id=${2:-} net=${3:-}
 [[ -n $id && -n $net ]] || { echo "usage: netns.sh up|down ID SUBNET NODE..." >&2; exit 2; }
@@ -16,6 +16,8 @@ case $verb in
     ip netns add "$sw" 2>/dev/null || fail "cannot add namespace $sw"
     { ip -n "$sw" link add br0 type bridge && ip -n "$sw" link set br0 up && ip -n "$sw" link set lo up; } 2>/dev/null ||
       fail "cannot make the bridge in $sw"
+    echo "SWITCH=$sw"
+    echo "BRIDGE=br0"
     n=2
     for node in "$@"; do
       ns=$id-$node

@@ -1,4 +1,4 @@
-package e2e
+package harness
 
 import (
 	"crypto/ecdsa"
@@ -17,18 +17,18 @@ import (
 	"time"
 )
 
-// testCA is a certificate authority made for one run: its key never leaves
-// the test process.
-type testCA struct {
+// CA is a certificate authority made for one run: its key never leaves the
+// test process.
+type CA struct {
 	cert *x509.Certificate
 	key  *ecdsa.PrivateKey
 	// File is the CA certificate's PEM file.
 	File string
 }
 
-// newCA makes a P-256 CA valid for a day, writing its certificate to
+// NewCA makes a P-256 CA valid for a day, writing its certificate to
 // dir/NAME.crt.
-func newCA(t testing.TB, dir, name string) *testCA {
+func NewCA(t testing.TB, dir, name string) *CA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -51,13 +51,13 @@ func newCA(t testing.TB, dir, name string) *testCA {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca := &testCA{cert: cert, key: key, File: filepath.Join(dir, name+".crt")}
+	ca := &CA{cert: cert, key: key, File: filepath.Join(dir, name+".crt")}
 	writeAtomic(t, ca.File, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 	return ca
 }
 
 // Pool returns a pool holding only the CA.
-func (ca *testCA) Pool() *x509.CertPool {
+func (ca *CA) Pool() *x509.CertPool {
 	p := x509.NewCertPool()
 	p.AddCert(ca.cert)
 	return p
@@ -67,7 +67,7 @@ func (ca *testCA) Pool() *x509.CertPool {
 // and writes dir/NAME.key and dir/NAME.crt, each replaced by a rename so
 // that a server reloading them never reads half a file. It returns the
 // certificate's SHA-256 fingerprint (hex).
-func (ca *testCA) Issue(t testing.TB, dir, name string, ip net.IP, notBefore, notAfter time.Time) string {
+func (ca *CA) Issue(t testing.TB, dir, name string, ip net.IP, notBefore, notAfter time.Time) string {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -93,10 +93,11 @@ func (ca *testCA) Issue(t testing.TB, dir, name string, ip net.IP, notBefore, no
 	}
 	writeAtomic(t, filepath.Join(dir, name+".key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
 	writeAtomic(t, filepath.Join(dir, name+".crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	return fingerprint(der)
+	return Fingerprint(der)
 }
 
-func fingerprint(der []byte) string {
+// Fingerprint returns a certificate's SHA-256 fingerprint (hex).
+func Fingerprint(der []byte) string {
 	sum := sha256.Sum256(der)
 	return hex.EncodeToString(sum[:])
 }
