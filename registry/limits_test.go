@@ -130,27 +130,68 @@ func TestWriteMetrics(t *testing.T) {
 	assert.Contains(t, text, "quinistry_response_bytes_total "+strconv.Itoa(sent)+"\n", "every body byte counted, no other")
 }
 
-// TestBlobReaderUsesTheMemoryFile checks the precondition of sendfile: a
-// layer held in a memory file is read through an *os.File positioned at the
-// start of the range, while configs are read from memory.
-func TestBlobReaderUsesTheMemoryFile(t *testing.T) {
+// TestBlobSource checks what a blob is read from when sendfile cannot send
+// it: a layer from its memory file at the offset, never moving the file's
+// position (every download shares it), a config from memory; both through
+// Read (as net/http reads the start of a body) and WriteTo.
+func TestBlobSource(t *testing.T) {
 	_, c := newTestRegistry(t, index.Docker)
 	l := c.Layers[0]
 	require.NotNil(t, l.File)
-	src, done := blobReader(l, 7, l.Size)
-	defer done()
-	f, ok := src.(*os.File)
-	require.True(t, ok, "a layer is read from %T, not a file", src)
-	got, err := io.ReadAll(f)
+	before, err := l.File.Seek(0, io.SeekCurrent)
 	require.NoError(t, err)
-	assert.Equal(t, l.Data[7:], got)
+	for _, b := range []index.Blob{l, c.Images[0].Config} {
+		src := &blobSource{b: b, off: 7, end: b.Size - 3}
+		p := make([]byte, 10)
+		n, err := src.Read(p)
+		require.NoError(t, err)
+		assert.Equal(t, b.Data[7:17], p[:n])
+		var out bytes.Buffer
+		m, err := src.WriteTo(&out)
+		require.NoError(t, err)
+		assert.Equal(t, b.Size-20, m)
+		assert.Equal(t, b.Data[17:b.Size-3], out.Bytes())
+		n, err = src.Read(p)
+		assert.Zero(t, n)
+		assert.Equal(t, io.EOF, err)
+	}
+	after, err := l.File.Seek(0, io.SeekCurrent)
+	require.NoError(t, err)
+	assert.Equal(t, before, after, "the memory file's position is left alone")
+}
 
-	cfg := c.Images[0].Config
-	src, done = blobReader(cfg, 0, cfg.Size)
-	defer done()
-	_, isFile := src.(*os.File)
-	assert.False(t, isFile)
-	got, err = io.ReadAll(src)
-	require.NoError(t, err)
-	assert.Equal(t, cfg.Data, got)
+// TestBlobOverTLS checks the path without sendfile: over HTTPS (HTTP/1.1
+// and HTTP/2) a layer is copied from its memory file, whole and in ranges,
+// and counted in the metrics.
+func TestBlobOverTLS(t *testing.T) {
+	for _, h2 := range []bool{false, true} {
+		reg, c := newTestRegistry(t, index.OCI)
+		srv := httptest.NewUnstartedServer(reg)
+		srv.EnableHTTP2 = h2
+		srv.StartTLS()
+		l := c.Layers[1]
+		for _, rg := range []string{"", "bytes=100-", "bytes=-7"} {
+			req, err := http.NewRequest(http.MethodGet, srv.URL+"/v2/"+testName+"/blobs/"+l.Digest.String(), nil)
+			require.NoError(t, err)
+			if rg != "" {
+				req.Header.Set("Range", rg)
+			}
+			resp, err := srv.Client().Do(req)
+			require.NoError(t, err)
+			got, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			require.NoError(t, err)
+			assert.Equal(t, h2, resp.ProtoMajor == 2)
+			want := l.Data
+			switch rg {
+			case "bytes=100-":
+				want = l.Data[100:]
+			case "bytes=-7":
+				want = l.Data[len(l.Data)-7:]
+			}
+			assert.True(t, bytes.Equal(want, got), "h2 %v, range %q", h2, rg)
+		}
+		srv.Close()
+		assert.Equal(t, uint64(2*l.Size-100+7), reg.metrics.bytes.Load())
+	}
 }

@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -333,33 +331,86 @@ const (
 func sendBlob(w http.ResponseWriter, b index.Blob, start, end int64, stall time.Duration) {
 	rc := http.NewResponseController(w)
 	defer rc.SetWriteDeadline(time.Time{}) // the connection may serve more requests
-	src, done := blobReader(b, start, end)
-	defer done()
-	for left := end - start; left > 0; {
+	_ = rc.SetWriteDeadline(time.Now().Add(stall))
+	// The header goes out now, so that net/http sends the body straight
+	// from ReadFrom rather than first reading 512 bytes to sniff a content
+	// type that is already set.
+	if rc.Flush() != nil {
+		return
+	}
+	rf, ok := w.(io.ReaderFrom)
+	if !ok {
+		rf = writerReaderFrom{w}
+	}
+	src := &blobSource{b: b, off: start}
+	for src.off < end {
 		_ = rc.SetWriteDeadline(time.Now().Add(stall))
-		n, err := io.CopyN(w, src, min(left, sendPiece))
-		left -= n
-		if err != nil {
+		src.end = min(src.off+sendPiece, end)
+		if _, err := rf.ReadFrom(src); err != nil || src.off < src.end {
 			return
 		}
 	}
 }
 
-// blobReader reads b from start on. A layer held in a memory file is read
-// through a private descriptor of that file: an *os.File, which net/http
-// sends with sendfile, so the bytes never pass through user space. Other
-// blobs are read from memory. done releases the descriptor.
-func blobReader(b index.Blob, start, end int64) (src io.Reader, done func()) {
-	if b.File != nil {
-		if f, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(b.File.Fd()))); err == nil {
-			if _, err := f.Seek(start, io.SeekStart); err == nil {
-				return f, func() { f.Close() }
-			}
-			f.Close()
-		}
-	}
-	return bytes.NewReader(b.Data[start:end]), func() {}
+// writerReaderFrom gives a ResponseWriter without ReadFrom the plain copy.
+type writerReaderFrom struct{ http.ResponseWriter }
+
+func (w writerReaderFrom) ReadFrom(src io.Reader) (int64, error) {
+	return io.Copy(struct{ io.Writer }{w.ResponseWriter}, src)
 }
+
+// blobSource reads bytes [off, end) of a blob. A layer held in a memory
+// file is read from that file at off (the descriptor is shared by every
+// download; no read moves its position), and written to a connection with
+// sendfile when the writer is one (see sendFile): net/http hands the TCP
+// connection of an HTTP/1.1 response to WriteTo through ReadFrom, after
+// flushing what it buffered. Other blobs are read from memory.
+type blobSource struct {
+	b        index.Blob
+	off, end int64
+}
+
+func (s *blobSource) Read(p []byte) (int, error) {
+	if s.off >= s.end {
+		return 0, io.EOF
+	}
+	p = p[:min(int64(len(p)), s.end-s.off)]
+	var n int
+	var err error
+	if s.b.File != nil {
+		n, err = s.b.File.ReadAt(p, s.off)
+		if n == len(p) {
+			err = nil
+		}
+	} else {
+		n = copy(p, s.b.Data[s.off:])
+	}
+	s.off += int64(n)
+	return n, err
+}
+
+// WriteTo writes the rest of the source to w: with sendfile when it can,
+// else copied from memory or through a buffer.
+func (s *blobSource) WriteTo(w io.Writer) (int64, error) {
+	if s.off >= s.end {
+		return 0, nil
+	}
+	if s.b.File == nil {
+		n, err := w.Write(s.b.Data[s.off:s.end])
+		s.off += int64(n)
+		return int64(n), err
+	}
+	if n, err, handled := sendFile(w, s.b.File, &s.off, s.end); handled {
+		return n, err
+	}
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	return io.CopyBuffer(w, struct{ io.Reader }{s}, *buf)
+}
+
+// copyBufs hold the buffers blobs are copied through when sendfile cannot
+// send them (over TLS, for one).
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // serveReferrers answers the referrers API: an OCI index of the artifacts
 // (SBOMs) whose subject is the digest, with their artifactType and
