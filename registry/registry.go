@@ -283,11 +283,12 @@ func (reg *Registry) serveBlob(w http.ResponseWriter, r *http.Request, ref strin
 		}
 		// A malformed or multi-part range is ignored: the whole blob is sent.
 	}
+	release := func() {}
 	if r.Method != http.MethodHead && reg.streams != nil {
 		// A download takes a slot; HEAD, 304 and 416 answers do not.
 		select {
 		case reg.streams <- struct{}{}:
-			defer func() { <-reg.streams }()
+			release = func() { <-reg.streams }
 		default:
 			h.Set("Retry-After", "1")
 			writeError(w, r, newError(ErrTooManyRequests, "too many blob downloads at once; retry shortly"))
@@ -304,7 +305,11 @@ func (reg *Registry) serveBlob(w http.ResponseWriter, r *http.Request, ref strin
 		return
 	}
 	reg.metrics.streams.Add(1)
-	defer reg.metrics.streams.Add(-1)
+	defer func() {
+		// the slot first: once the gauge falls, the next download finds it free
+		release()
+		reg.metrics.streams.Add(-1)
+	}()
 	sendBlob(w, b, start, end, reg.stallTimeout)
 }
 
