@@ -179,7 +179,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) file: serve HTTPS and HTTP/2; reloaded on SIGHUP")
 	tlsKey := fs.String("tls-key", "", "PEM private key file for --tls-cert")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "how long in-flight downloads may finish after SIGTERM/SIGINT")
-	if err := parseFlags(fs, args, stderr, "usage: quinistry [serve] [flags] | quinistry push | quinistry export | quinistry sbom | quinistry version\n\nflags (each also read from QUINISTRY_<NAME>):"); err != nil {
+	if err := parseFlags(fs, args, stderr, "usage: quinistry [serve] [flags] | quinistry push | quinistry export | quinistry sbom | quinistry provenance | quinistry version\n\nflags (each also read from QUINISTRY_<NAME>):"); err != nil {
 		return serveConfig{}, err
 	}
 	if fs.NArg() > 0 {

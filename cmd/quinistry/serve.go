@@ -239,9 +239,15 @@ func plain(w http.ResponseWriter, status int, text string) {
 
 // pack finds the binaries and builds the image content.
 func pack(ctx context.Context, cfg packConfig, log *slog.Logger) (*index.Content, error) {
+	c, _, err := packBinaries(ctx, cfg, log)
+	return c, err
+}
+
+// packBinaries is pack that also returns the binaries packed.
+func packBinaries(ctx context.Context, cfg packConfig, log *slog.Logger) (*index.Content, []crossbuild.Binary, error) {
 	self, err := executable()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	dir := cfg.Siblings
 	if dir == "" {
@@ -252,17 +258,17 @@ func pack(ctx context.Context, cfg packConfig, log *slog.Logger) (*index.Content
 		Warn: func(msg string) { log.Warn(msg) },
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c, err := index.Build(ctx, bins, cfg.options())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := sbom.Attach(c, bins); err != nil {
 		c.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return c, nil
+	return c, bins, nil
 }
 
 // newLogger returns a text or JSON logger on w.
