@@ -75,6 +75,16 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		}
 	}
 	reg := registry.New(content, cfg.Name, tags, log)
+	if cfg.Attestations != "" {
+		a := &attestations{dir: cfg.Attestations, content: content, log: log}
+		set, err := a.load()
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		reg.SetAttestations(set)
+		go a.watch(ctx, reg)
+	}
 	reg.SetLimits(registry.Limits{MaxStreams: cfg.MaxStreams, StallTimeout: cfg.StallTimeout})
 	for _, img := range content.Images {
 		log.Info("image", "platform", img.Platform.String(), "digest", img.Manifest.Digest.String(), "size", content.ImageSize(img))
