@@ -3,6 +3,7 @@ package registry
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 
@@ -109,4 +110,27 @@ func TestAttestationsSwapWhileServing(t *testing.T) {
 		}
 	}
 	wg.Wait()
+}
+
+// TestHomePageListsAttestations shows each bundle's predicate type and
+// digest beside the SBOM of the image it is about, and under the list.
+func TestHomePageListsAttestations(t *testing.T) {
+	c := testcontent.AttachSBOMs(t, buildContent(t, index.OCI))
+	reg := New(c, testName, testTags, nil)
+	img := c.Images[1].Manifest.Digest
+	set, bundle := attestationSet(t, c, "one", c.List.Digest, img)
+	reg.SetAttestations(set)
+	_, body := serve(t, reg, request{target: "/", header: http.Header{"Accept": {"text/html"}}})
+	page := string(body)
+	link := `<a class=attestation href="/v2/` + testName + `/blobs/` + digest.FromBytes(bundle).String() + `">https://slsa.dev/provenance/v1</a>`
+	assert.Equal(t, 2, strings.Count(page, link), "the list's and the image's")
+	rows := strings.Split(page, "<tr>")
+	for _, r := range rows {
+		if strings.Contains(r, c.Images[0].Manifest.Digest.String()) {
+			assert.NotContains(t, r, "attestation href", "the image no bundle names")
+		}
+		if strings.Contains(r, img.String()) {
+			assert.Contains(t, r, link)
+		}
+	}
 }
