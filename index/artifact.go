@@ -93,3 +93,63 @@ func (c *Content) Referrers(subject digest.Digest, artifactType string) []Descri
 	}
 	return out
 }
+
+// ArtifactSet is a group of artifacts served beside the content and
+// replaced whole while serving (the attestations of a directory that is
+// reloaded): each artifact's subject may be the list or any image. A nil
+// set holds nothing.
+type ArtifactSet struct {
+	artifacts []Artifact
+	manifests map[digest.Digest]Blob
+	blobs     map[digest.Digest]Blob
+}
+
+// NewArtifactSet holds arts, in the order given.
+func NewArtifactSet(arts []Artifact) *ArtifactSet {
+	s := &ArtifactSet{artifacts: arts, manifests: map[digest.Digest]Blob{}, blobs: map[digest.Digest]Blob{}}
+	for _, a := range arts {
+		s.manifests[a.Manifest.Digest] = a.Manifest
+		for _, b := range a.Blobs {
+			s.blobs[b.Digest] = b
+		}
+	}
+	return s
+}
+
+// Artifacts returns the artifacts, in their order.
+func (s *ArtifactSet) Artifacts() []Artifact {
+	if s == nil {
+		return nil
+	}
+	return s.artifacts
+}
+
+// Manifest returns the artifact manifest with digest d.
+func (s *ArtifactSet) Manifest(d digest.Digest) (Blob, bool) {
+	if s == nil {
+		return Blob{}, false
+	}
+	b, ok := s.manifests[d]
+	return b, ok
+}
+
+// Blob returns the config or layer of an artifact with digest d.
+func (s *ArtifactSet) Blob(d digest.Digest) (Blob, bool) {
+	if s == nil {
+		return Blob{}, false
+	}
+	b, ok := s.blobs[d]
+	return b, ok
+}
+
+// Referrers returns the entries of the artifacts that refer to subject,
+// in their order, keeping only those of artifactType when it is not empty.
+func (s *ArtifactSet) Referrers(subject digest.Digest, artifactType string) []Descriptor {
+	var out []Descriptor
+	for _, a := range s.Artifacts() {
+		if a.Subject == subject && (artifactType == "" || a.ArtifactType == artifactType) {
+			out = append(out, a.Descriptor())
+		}
+	}
+	return out
+}

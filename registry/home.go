@@ -10,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/opencontainers/go-digest"
+
+	"github.com/quinistry/quinistry/attest"
 	"github.com/quinistry/quinistry/index"
 	"github.com/quinistry/quinistry/sbom"
 )
@@ -135,16 +138,20 @@ func (reg *Registry) serveHome(w http.ResponseWriter, r *http.Request) {
 		}
 		b.WriteString("<code>" + e(t) + "</code>")
 	}
-	b.WriteString(".<br>List <code id=list-digest>" + e(reg.content.List.Digest.String()) + "</code> <span class=muted>(" + e(reg.content.List.MediaType) + ")</span></p>\n")
+	b.WriteString(".<br>List <code id=list-digest>" + e(reg.content.List.Digest.String()) + "</code> <span class=muted>(" + e(reg.content.List.MediaType) + ")</span>")
+	if l := reg.attestationLinks(reg.content.List.Digest); l != "" {
+		b.WriteString("<br>Attestations of the list: " + l)
+	}
+	b.WriteString("</p>\n")
 
-	b.WriteString("<h2>Platforms</h2><table><thead><tr><th>platform</th><th>manifest digest</th><th>pull size</th><th>version</th><th>SBOM</th></tr></thead><tbody>\n")
+	b.WriteString("<h2>Platforms</h2><table><thead><tr><th>platform</th><th>manifest digest</th><th>pull size</th><th>version</th><th>SBOM</th><th>attestations</th></tr></thead><tbody>\n")
 	for _, img := range d.images {
 		b.WriteString("<tr><td>" + e(img.platform) + "</td><td><code class=digest>" + e(img.manifest.Digest.String()) + "</code></td><td>" +
 			e(humanBytes(img.size)) + "</td><td><code>" + e(img.version) + "</code></td><td>")
 		if img.sbom.Digest != "" {
 			b.WriteString("<a href=\"/v2/" + e(reg.name) + "/blobs/" + e(img.sbom.Digest.String()) + "\">SPDX 2.3</a>")
 		}
-		b.WriteString("</td></tr>\n")
+		b.WriteString("</td><td>" + reg.attestationLinks(img.manifest.Digest) + "</td></tr>\n")
 	}
 	b.WriteString("</tbody></table>\n<p class=muted>Each SBOM is also an OCI 1.1 referrer of its platform manifest: <code>GET /v2/" + e(reg.name) +
 		"/referrers/&lt;manifest digest&gt;</code>, or <code>oras discover</code>.</p>\n")
@@ -176,6 +183,23 @@ func (reg *Registry) serveHome(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodHead {
 		_, _ = w.Write([]byte(page))
 	}
+}
+
+// attestationLinks lists, as HTML, the Sigstore bundles served as
+// referrers of d: each one's predicate type, linked to the bundle's blob
+// by its digest.
+func (reg *Registry) attestationLinks(d digest.Digest) string {
+	e := htmlEscaper.Replace
+	var b strings.Builder
+	for _, a := range reg.Attestations().Artifacts() {
+		if a.Subject != d || a.ArtifactType != attest.MediaType || len(a.Blobs) < 2 {
+			continue
+		}
+		bundle := a.Blobs[len(a.Blobs)-1].Digest.String()
+		b.WriteString("<a class=attestation href=\"/v2/" + e(reg.name) + "/blobs/" + e(bundle) + "\">" + e(a.Annotations[attest.PredicateTypeAnnotation]) +
+			"</a> <code>" + e(bundle) + "</code><br>")
+	}
+	return strings.TrimSuffix(b.String(), "<br>")
 }
 
 // htmlEscaper escapes text for HTML content and quoted attributes. (The

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -34,6 +35,9 @@ type Registry struct {
 	// homeOnce reads the page's data from the content on first use.
 	homeOnce sync.Once
 	homeData *homeData
+	// attestations are served beside the content and replaced whole by
+	// SetAttestations while requests are answered.
+	attestations atomic.Pointer[index.ArtifactSet]
 }
 
 // New returns a registry serving c as repository name under tags.
@@ -67,6 +71,31 @@ func (reg *Registry) SetLimits(l Limits) {
 	if reg.stallTimeout <= 0 {
 		reg.stallTimeout = defaultStallTimeout
 	}
+}
+
+// SetAttestations serves the artifacts of s (nil: none) beside the
+// content, in place of those set before; a request sees either set, never
+// a mix.
+func (reg *Registry) SetAttestations(s *index.ArtifactSet) { reg.attestations.Store(s) }
+
+// Attestations returns the artifacts served beside the content, or nil.
+func (reg *Registry) Attestations() *index.ArtifactSet { return reg.attestations.Load() }
+
+// manifest returns the manifest with digest d: the list, an image's or an
+// artifact's.
+func (reg *Registry) manifest(d digest.Digest) (index.Blob, bool) {
+	if m, ok := reg.content.Manifest(d); ok {
+		return m, true
+	}
+	return reg.attestations.Load().Manifest(d)
+}
+
+// blob returns the blob with digest d: a config, a layer or an artifact's.
+func (reg *Registry) blob(d digest.Digest) (index.Blob, bool) {
+	if b, ok := reg.content.Blob(d); ok {
+		return b, true
+	}
+	return reg.attestations.Load().Blob(d)
 }
 
 // Name returns the repository name served.
@@ -151,7 +180,7 @@ func (reg *Registry) serveManifest(w http.ResponseWriter, r *http.Request, ref s
 			return
 		}
 		var ok bool
-		if m, ok = reg.content.Manifest(d); !ok {
+		if m, ok = reg.manifest(d); !ok {
 			writeError(w, r, newError(ErrManifestUnknown, "no manifest "+d.String()))
 			return
 		}
@@ -252,7 +281,7 @@ func (reg *Registry) serveBlob(w http.ResponseWriter, r *http.Request, ref strin
 		writeError(w, r, apiErr)
 		return
 	}
-	b, ok := reg.content.Blob(d)
+	b, ok := reg.blob(d)
 	if !ok {
 		writeError(w, r, newError(ErrBlobUnknown, "no blob "+d.String()))
 		return
@@ -418,7 +447,7 @@ func (s *blobSource) WriteTo(w io.Writer) (int64, error) {
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // serveReferrers answers the referrers API: an OCI index of the artifacts
-// (SBOMs) whose subject is the digest, with their artifactType and
+// (SBOMs, then attestations) whose subject is the digest, with their artifactType and
 // annotations, filtered by ?artifactType= when given. A subject with no
 // referrers, known or not, gets an empty index.
 func (reg *Registry) serveReferrers(w http.ResponseWriter, r *http.Request, ref string) {
@@ -431,8 +460,9 @@ func (reg *Registry) serveReferrers(w http.ResponseWriter, r *http.Request, ref 
 	if q.Has("artifactType") {
 		w.Header().Set("OCI-Filters-Applied", "artifactType")
 	}
+	manifests := append(reg.content.Referrers(d, q.Get("artifactType")), reg.attestations.Load().Referrers(d, q.Get("artifactType"))...)
 	writeJSON(w, r, index.OCI.MediaTypes().List, index.List{
-		SchemaVersion: 2, MediaType: index.OCI.MediaTypes().List, Manifests: reg.content.Referrers(d, q.Get("artifactType")),
+		SchemaVersion: 2, MediaType: index.OCI.MediaTypes().List, Manifests: manifests,
 	})
 }
 

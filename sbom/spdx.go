@@ -276,7 +276,7 @@ func modulePackage(m *debug.Module) (Package, error) {
 		p.ExternalRefs = []ExternalRef{purlRef(ModulePURL(m.Path, used.Version))}
 	}
 	if used.Sum != "" {
-		sum, err := h1Hex(used.Sum)
+		sum, err := H1Hex(used.Sum)
 		if err != nil {
 			return Package{}, fmt.Errorf("module %s: %w", m.Path, err)
 		}
@@ -288,8 +288,8 @@ func modulePackage(m *debug.Module) (Package, error) {
 	return p, nil
 }
 
-// h1Hex turns a go.sum "h1:" hash (base64 of a SHA-256) into hex.
-func h1Hex(sum string) (string, error) {
+// H1Hex turns a go.sum "h1:" hash (base64 of a SHA-256) into hex.
+func H1Hex(sum string) (string, error) {
 	b64, ok := strings.CutPrefix(sum, "h1:")
 	if !ok {
 		return "", fmt.Errorf("hash %q is not an h1: hash", sum)

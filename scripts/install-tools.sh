@@ -3,7 +3,7 @@
 # Idempotent and quick when all is present; non-interactive (CI runs it as root with no stdin).
 #   apt:  docker.io (dockerd 20.10, containerd, runc), qemu-user-static, skopeo, curl, jq, ca-certificates,
 #         iproute2, shellcheck, chromium (headless, TestSbom's page test)
-#   Go:   crane, gotestsum, the CNCF registry, syft, oras, regctl and the OCI conformance test binary,
+#   Go:   crane, gotestsum, the CNCF registry, syft, oras, regctl, cosign and the OCI conformance test binary,
 #         into $ROOT/.tools/bin
 #   scripts/install-nodes.sh, install-arm64-node.sh, install-kubernetes.sh: TestNodes' arm64 tools, the
 #         arm64 machine, and Kubernetes v1.34.4, etcd, CNI plugins and the arm64 kubelet
@@ -43,6 +43,7 @@ go_tool registry v3.1.2 github.com/distribution/distribution/v3/cmd/registry # t
 go_tool syft v1.57.1 github.com/anchore/syft/cmd/syft # TestSbom: SBOM scanner, and OCI artifact clients
 go_tool oras v1.3.6 oras.land/oras/cmd/oras
 go_tool regctl v0.11.7 github.com/regclient/regclient/cmd/regctl
+go_tool cosign v3.1.3 github.com/sigstore/cosign/v3/cmd/cosign # TestAttest: signs and verifies offline (a long cold build)
 
 # --- OCI distribution-spec conformance suite, as a test binary built in a throwaway module
 if [[ ! -x $BIN/conformance.test ]]; then
@@ -77,6 +78,7 @@ echo "crane:       $("$BIN/crane" version)"
 echo "syft:        $(go version -m "$BIN/syft" | awk '$1=="mod"{print $3}')"
 echo "oras:        $("$BIN/oras" version 2>/dev/null | awk '/^Version:/{print $2}')"
 echo "regctl:      $("$BIN/regctl" version --format '{{.VCSTag}}' 2>/dev/null)"
+echo "cosign:      $(go version -m "$BIN/cosign" | awk '$1=="mod"{print $3}')"
 echo "chromium:    $(chromium --version 2>/dev/null)"
 echo "gotestsum:   $("$BIN/gotestsum" --version)"
 echo "shellcheck:  $(shellcheck --version | sed -n 2p)"

@@ -153,6 +153,9 @@ type serveConfig struct {
 	StallTimeout time.Duration
 	// TLSCert and TLSKey, when set, serve HTTPS (and HTTP/2).
 	TLSCert, TLSKey string
+	// Attestations, when set, is a directory of Sigstore bundles served as
+	// referrers of the digests their statements name.
+	Attestations string
 }
 
 // envPrefix starts the environment variable that stands for each flag:
@@ -178,8 +181,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	stallTimeout := fs.Duration("stall-timeout", 60*time.Second, "how long a download waits for a client that stopped reading before it gives up")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) file: serve HTTPS and HTTP/2; reloaded on SIGHUP")
 	tlsKey := fs.String("tls-key", "", "PEM private key file for --tls-cert")
+	attestations := fs.String("attestations", "", "directory of Sigstore bundles (cosign attest-blob --bundle) served as referrers; reloaded on SIGHUP and on change")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "how long in-flight downloads may finish after SIGTERM/SIGINT")
-	if err := parseFlags(fs, args, stderr, "usage: quinistry [serve] [flags] | quinistry push | quinistry export | quinistry sbom | quinistry version\n\nflags (each also read from QUINISTRY_<NAME>):"); err != nil {
+	if err := parseFlags(fs, args, stderr, "usage: quinistry [serve] [flags] | quinistry push | quinistry export | quinistry sbom | quinistry provenance | quinistry version\n\nflags (each also read from QUINISTRY_<NAME>):"); err != nil {
 		return serveConfig{}, err
 	}
 	if fs.NArg() > 0 {
@@ -189,7 +193,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		return serveConfig{}, err
 	}
 
-	cfg := serveConfig{Addr: *addr, Name: *name, Tag: *tag, LogFormat: *logFormat, ShutdownTimeout: *shutdownTimeout, MaxStreams: *maxStreams, StallTimeout: *stallTimeout, TLSCert: *tlsCert, TLSKey: *tlsKey}
+	cfg := serveConfig{Addr: *addr, Name: *name, Tag: *tag, LogFormat: *logFormat, ShutdownTimeout: *shutdownTimeout, MaxStreams: *maxStreams, StallTimeout: *stallTimeout, TLSCert: *tlsCert, TLSKey: *tlsKey, Attestations: *attestations}
 	var err error
 	if cfg.packConfig, err = packFlags.config(); err != nil {
 		return cfg, err

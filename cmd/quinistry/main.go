@@ -55,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runExport(ctx, args[1:], stdout, stderr)
 		case "sbom":
 			return runSBOM(ctx, args[1:], stdout, stderr)
+		case "provenance":
+			return runProvenance(ctx, args[1:], stdout, stderr)
 		case "serve":
 			args = args[1:]
 		}

@@ -75,6 +75,16 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		}
 	}
 	reg := registry.New(content, cfg.Name, tags, log)
+	if cfg.Attestations != "" {
+		a := &attestations{dir: cfg.Attestations, content: content, log: log}
+		set, err := a.load()
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		reg.SetAttestations(set)
+		go a.watch(ctx, reg)
+	}
 	reg.SetLimits(registry.Limits{MaxStreams: cfg.MaxStreams, StallTimeout: cfg.StallTimeout})
 	for _, img := range content.Images {
 		log.Info("image", "platform", img.Platform.String(), "digest", img.Manifest.Digest.String(), "size", content.ImageSize(img))
@@ -239,9 +249,15 @@ func plain(w http.ResponseWriter, status int, text string) {
 
 // pack finds the binaries and builds the image content.
 func pack(ctx context.Context, cfg packConfig, log *slog.Logger) (*index.Content, error) {
+	c, _, err := packBinaries(ctx, cfg, log)
+	return c, err
+}
+
+// packBinaries is pack that also returns the binaries packed.
+func packBinaries(ctx context.Context, cfg packConfig, log *slog.Logger) (*index.Content, []crossbuild.Binary, error) {
 	self, err := executable()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	dir := cfg.Siblings
 	if dir == "" {
@@ -252,17 +268,17 @@ func pack(ctx context.Context, cfg packConfig, log *slog.Logger) (*index.Content
 		Warn: func(msg string) { log.Warn(msg) },
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c, err := index.Build(ctx, bins, cfg.options())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := sbom.Attach(c, bins); err != nil {
 		c.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return c, nil
+	return c, bins, nil
 }
 
 // newLogger returns a text or JSON logger on w.

@@ -20,6 +20,13 @@ import (
 // folders above it must be reachable by that user (TempDir's are).
 func StartImage(t testing.TB, name, rootfs string, cfg *v1.ConfigFile, runner ...string) *Server {
 	t.Helper()
+	return StartImageEnv(t, name, rootfs, cfg, nil, runner...)
+}
+
+// StartImageEnv is StartImage with env (K=V) added to the config's Env, as
+// a runtime's --env or a pod's env adds it (QUINISTRY_ATTESTATIONS, say).
+func StartImageEnv(t testing.TB, name, rootfs string, cfg *v1.ConfigFile, env []string, runner ...string) *Server {
+	t.Helper()
 	argv := append(append([]string(nil), cfg.Config.Entrypoint...), cfg.Config.Cmd...)
 	if len(argv) == 0 {
 		t.Fatalf("%s: the image config has no Entrypoint or Cmd", name)
@@ -46,7 +53,7 @@ func StartImage(t testing.TB, name, rootfs string, cfg *v1.ConfigFile, runner ..
 		}
 		run = append(run, p)
 	}
-	env := append(append([]string(nil), cfg.Config.Env...), "QUINISTRY_ADDR=127.0.0.1:0")
+	env = append(append(append([]string(nil), cfg.Config.Env...), env...), "QUINISTRY_ADDR=127.0.0.1:0")
 	return StartWith(t, name, Options{Env: env, Dir: filepath.Join(rootfs, workdir), User: &u, Runner: run}, argv...)
 }
 

@@ -9,7 +9,9 @@ package testcontent
 import (
 	"context"
 	"debug/buildinfo"
+	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -18,6 +20,7 @@ import (
 	"runtime/debug"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/stretchr/testify/require"
 
 	"github.com/quinistry/quinistry/crossbuild"
@@ -155,4 +158,35 @@ func AttachSBOMs(tb testing.TB, c *index.Content) *index.Content {
 	require.NoError(tb, sbom.Attach(c, bins))
 	require.Len(tb, c.Artifacts, len(c.Images))
 	return c
+}
+
+// Bundle is a Sigstore bundle v0.3 laid out as cosign attest-blob writes
+// one, whose DSSE envelope holds an in-toto statement of SLSA provenance
+// v1 about subjects. Its signature is the bytes of sig, not a real one:
+// quinistry serves bundles and never verifies them.
+func Bundle(sig string, subjects ...digest.Digest) []byte {
+	type subject struct {
+		Name   string            `json:"name"`
+		Digest map[string]string `json:"digest"`
+	}
+	st := struct {
+		Type          string         `json:"_type"`
+		Subject       []subject      `json:"subject"`
+		PredicateType string         `json:"predicateType"`
+		Predicate     map[string]any `json:"predicate"`
+	}{Type: "https://in-toto.io/Statement/v1", Subject: []subject{}, PredicateType: "https://slsa.dev/provenance/v1", Predicate: map[string]any{}}
+	for _, d := range subjects {
+		st.Subject = append(st.Subject, subject{Name: "quinistry", Digest: map[string]string{d.Algorithm().String(): d.Encoded()}})
+	}
+	payload, _ := json.Marshal(st)
+	data, _ := json.Marshal(map[string]any{
+		"mediaType":            "application/vnd.dev.sigstore.bundle.v0.3+json",
+		"verificationMaterial": map[string]any{"publicKey": map[string]string{"hint": "aGludA=="}, "tlogEntries": []any{}},
+		"dsseEnvelope": map[string]any{
+			"payload":     base64.StdEncoding.EncodeToString(payload),
+			"payloadType": "application/vnd.in-toto+json",
+			"signatures":  []map[string]string{{"sig": base64.StdEncoding.EncodeToString([]byte(sig)), "keyid": ""}},
+		},
+	})
+	return data
 }
