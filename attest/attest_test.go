@@ -1,7 +1,6 @@
 package attest_test
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -19,44 +18,9 @@ import (
 
 const slsa = "https://slsa.dev/provenance/v1"
 
-// statement is an in-toto statement about subjects.
-func statement(predicateType string, subjects ...digest.Digest) []byte {
-	type subject struct {
-		Name   string            `json:"name"`
-		Digest map[string]string `json:"digest"`
-	}
-	st := struct {
-		Type          string         `json:"_type"`
-		Subject       []subject      `json:"subject"`
-		PredicateType string         `json:"predicateType"`
-		Predicate     map[string]any `json:"predicate"`
-	}{Type: "https://in-toto.io/Statement/v1", PredicateType: predicateType, Subject: []subject{}, Predicate: map[string]any{}}
-	for _, d := range subjects {
-		st.Subject = append(st.Subject, subject{Name: "x", Digest: map[string]string{"sha256": d.Encoded()}})
-	}
-	data, _ := json.Marshal(st)
-	return data
-}
-
-// bundle is a bundle of mediaType whose DSSE envelope (of payloadType, with
-// a made-up signature sig) holds payload, as cosign attest-blob lays it out.
-func bundle(mediaType, payloadType string, payload []byte, sig string) []byte {
-	b := map[string]any{
-		"mediaType":            mediaType,
-		"verificationMaterial": map[string]any{"publicKey": map[string]string{"hint": "aGludA=="}, "tlogEntries": []any{}},
-		"dsseEnvelope": map[string]any{
-			"payload":     base64.StdEncoding.EncodeToString(payload),
-			"payloadType": payloadType,
-			"signatures":  []map[string]string{{"sig": base64.StdEncoding.EncodeToString([]byte(sig)), "keyid": ""}},
-		},
-	}
-	data, _ := json.Marshal(b)
-	return data
-}
-
 // good is a valid bundle about subjects.
 func good(sig string, subjects ...digest.Digest) []byte {
-	return bundle(attest.MediaType, attest.InTotoPayloadType, statement(slsa, subjects...), sig)
+	return testcontent.BundleOf(attest.MediaType, attest.InTotoPayloadType, testcontent.Statement(slsa, subjects...), sig)
 }
 
 func testdata(t *testing.T, name string) []byte {
@@ -75,19 +39,19 @@ func TestParse(t *testing.T) {
 		wantErr string // "" when it parses
 	}{
 		{"v0.3 with an in-toto statement", good("s", someDigest), ""},
-		{"v0.4", bundle("application/vnd.dev.sigstore.bundle.v0.4+json", attest.InTotoPayloadType, statement(slsa, someDigest), "s"), ""},
-		{"v1.0", bundle("application/vnd.dev.sigstore.bundle.v1.0+json", attest.InTotoPayloadType, statement(slsa, someDigest), "s"), ""},
+		{"v0.4", testcontent.BundleOf("application/vnd.dev.sigstore.bundle.v0.4+json", attest.InTotoPayloadType, testcontent.Statement(slsa, someDigest), "s"), ""},
+		{"v1.0", testcontent.BundleOf("application/vnd.dev.sigstore.bundle.v1.0+json", attest.InTotoPayloadType, testcontent.Statement(slsa, someDigest), "s"), ""},
 		{"not JSON", testdata(t, "not-json.json"), "not a JSON Sigstore bundle"},
 		{"a JSON array", []byte(`[1,2]`), "not a JSON Sigstore bundle"},
 		{"v0.2, as older cosign writes it", testdata(t, "v0.2.sigstore.json"), "is not a Sigstore bundle v0.3 or later"},
-		{"v0.1 in the new spelling", bundle("application/vnd.dev.sigstore.bundle.v0.1+json", attest.InTotoPayloadType, statement(slsa, someDigest), "s"), "v0.3 or later"},
-		{"an unknown media type", bundle("application/json", attest.InTotoPayloadType, statement(slsa, someDigest), "s"), "v0.3 or later"},
+		{"v0.1 in the new spelling", testcontent.BundleOf("application/vnd.dev.sigstore.bundle.v0.1+json", attest.InTotoPayloadType, testcontent.Statement(slsa, someDigest), "s"), "v0.3 or later"},
+		{"an unknown media type", testcontent.BundleOf("application/json", attest.InTotoPayloadType, testcontent.Statement(slsa, someDigest), "s"), "v0.3 or later"},
 		{"a sign-blob bundle: a message signature, no DSSE envelope", testdata(t, "sign-blob.sigstore.json"), "no DSSE envelope"},
-		{"a DSSE payload that is not in-toto", bundle(attest.MediaType, "text/plain", statement(slsa, someDigest), "s"), "payload type"},
+		{"a DSSE payload that is not in-toto", testcontent.BundleOf(attest.MediaType, "text/plain", testcontent.Statement(slsa, someDigest), "s"), "payload type"},
 		{"a payload that is not base64", []byte(strings.Replace(string(good("s", someDigest)), `"payload":"`, `"payload":"!!`, 1)), "not base64"},
-		{"a payload that is not JSON", bundle(attest.MediaType, attest.InTotoPayloadType, []byte("{oops"), "s"), "not an in-toto statement"},
-		{"a statement with no predicate type", bundle(attest.MediaType, attest.InTotoPayloadType, statement("", someDigest), "s"), "not an in-toto statement"},
-		{"a statement with no subject", bundle(attest.MediaType, attest.InTotoPayloadType, statement(slsa), "s"), "not an in-toto statement"},
+		{"a payload that is not JSON", testcontent.BundleOf(attest.MediaType, attest.InTotoPayloadType, []byte("{oops"), "s"), "not an in-toto statement"},
+		{"a statement with no predicate type", testcontent.BundleOf(attest.MediaType, attest.InTotoPayloadType, testcontent.Statement("", someDigest), "s"), "not an in-toto statement"},
+		{"a statement with no subject", testcontent.BundleOf(attest.MediaType, attest.InTotoPayloadType, testcontent.Statement(slsa), "s"), "not an in-toto statement"},
 		{"no signature", []byte(strings.Replace(string(good("s", someDigest)), `"signatures":[{"keyid":"","sig":"cw=="}]`, `"signatures":[]`, 1)), "no signature"},
 		{"over the cap", append(good("s", someDigest), make([]byte, attest.MaxSize)...), "cap"},
 	}

@@ -165,6 +165,28 @@ func AttachSBOMs(tb testing.TB, c *index.Content) *index.Content {
 // v1 about subjects. Its signature is the bytes of sig, not a real one:
 // quinistry serves bundles and never verifies them.
 func Bundle(sig string, subjects ...digest.Digest) []byte {
+	return BundleOf("application/vnd.dev.sigstore.bundle.v0.3+json", "application/vnd.in-toto+json",
+		Statement("https://slsa.dev/provenance/v1", subjects...), sig)
+}
+
+// BundleOf is a bundle of mediaType whose DSSE envelope (of payloadType,
+// with the made-up signature sig) holds payload, laid out as Bundle's.
+func BundleOf(mediaType, payloadType string, payload []byte, sig string) []byte {
+	data, _ := json.Marshal(map[string]any{
+		"mediaType":            mediaType,
+		"verificationMaterial": map[string]any{"publicKey": map[string]string{"hint": "aGludA=="}, "tlogEntries": []any{}},
+		"dsseEnvelope": map[string]any{
+			"payload":     base64.StdEncoding.EncodeToString(payload),
+			"payloadType": payloadType,
+			"signatures":  []map[string]string{{"sig": base64.StdEncoding.EncodeToString([]byte(sig)), "keyid": ""}},
+		},
+	})
+	return data
+}
+
+// Statement is an in-toto statement v1 of predicateType (with an empty
+// predicate) about subjects, each named quinistry.
+func Statement(predicateType string, subjects ...digest.Digest) []byte {
 	type subject struct {
 		Name   string            `json:"name"`
 		Digest map[string]string `json:"digest"`
@@ -174,19 +196,10 @@ func Bundle(sig string, subjects ...digest.Digest) []byte {
 		Subject       []subject      `json:"subject"`
 		PredicateType string         `json:"predicateType"`
 		Predicate     map[string]any `json:"predicate"`
-	}{Type: "https://in-toto.io/Statement/v1", Subject: []subject{}, PredicateType: "https://slsa.dev/provenance/v1", Predicate: map[string]any{}}
+	}{Type: "https://in-toto.io/Statement/v1", Subject: []subject{}, PredicateType: predicateType, Predicate: map[string]any{}}
 	for _, d := range subjects {
 		st.Subject = append(st.Subject, subject{Name: "quinistry", Digest: map[string]string{d.Algorithm().String(): d.Encoded()}})
 	}
-	payload, _ := json.Marshal(st)
-	data, _ := json.Marshal(map[string]any{
-		"mediaType":            "application/vnd.dev.sigstore.bundle.v0.3+json",
-		"verificationMaterial": map[string]any{"publicKey": map[string]string{"hint": "aGludA=="}, "tlogEntries": []any{}},
-		"dsseEnvelope": map[string]any{
-			"payload":     base64.StdEncoding.EncodeToString(payload),
-			"payloadType": "application/vnd.in-toto+json",
-			"signatures":  []map[string]string{{"sig": base64.StdEncoding.EncodeToString([]byte(sig)), "keyid": ""}},
-		},
-	})
+	data, _ := json.Marshal(st)
 	return data
 }
