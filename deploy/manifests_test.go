@@ -116,6 +116,18 @@ func TestManifests(t *testing.T) {
 			assert.Equal(t, []corev1.Capability{"ALL"}, sc.Capabilities.Drop)
 			assert.Empty(t, sc.Capabilities.Add)
 
+			// --attestations names a read-only mount of the optional ConfigMap.
+			dir := flagValue(t, c.Args, "--attestations")
+			require.Len(t, c.VolumeMounts, 1)
+			assert.Equal(t, dir, c.VolumeMounts[0].MountPath)
+			assert.True(t, c.VolumeMounts[0].ReadOnly)
+			require.Len(t, pod.Volumes, 1)
+			v := pod.Volumes[0]
+			assert.Equal(t, c.VolumeMounts[0].Name, v.Name)
+			require.NotNil(t, v.ConfigMap, "the attestations volume is a ConfigMap")
+			assert.Equal(t, "quinistry-attestations", v.ConfigMap.Name)
+			assert.Equal(t, ptr(true), v.ConfigMap.Optional, "without the ConfigMap the pod runs as before")
+
 			for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
 				req, lim := c.Resources.Requests[r], c.Resources.Limits[r]
 				assert.False(t, req.IsZero(), "request %s", r)
@@ -131,19 +143,26 @@ func TestManifests(t *testing.T) {
 // grace period).
 func shutdownTimeout(t *testing.T, args []string) time.Duration {
 	t.Helper()
+	d, err := time.ParseDuration(flagValue(t, args, "--shutdown-timeout"))
+	require.NoError(t, err)
+	return d
+}
+
+// flagValue returns the value of flag in args (--flag v or --flag=v); the
+// flag must be there.
+func flagValue(t *testing.T, args []string, flag string) string {
+	t.Helper()
 	for i, a := range args {
-		v, ok := strings.CutPrefix(a, "--shutdown-timeout=")
-		if a == "--shutdown-timeout" && i+1 < len(args) {
+		v, ok := strings.CutPrefix(a, flag+"=")
+		if a == flag && i+1 < len(args) {
 			v, ok = args[i+1], true
 		}
 		if ok {
-			d, err := time.ParseDuration(v)
-			require.NoError(t, err)
-			return d
+			return v
 		}
 	}
-	t.Fatalf("no --shutdown-timeout in args %q", args)
-	return 0
+	t.Fatalf("no %s in args %q", flag, args)
+	return ""
 }
 
 // kustomization is the part of a kustomize Kustomization that

@@ -50,19 +50,41 @@ type attestSuite struct {
 // oversized file refuses the start with one line; and a new bundle is
 // served with no restart, on a change of the directory or on SIGHUP.
 func TestAttest(t *testing.T) {
-	s := &attestSuite{dist: harness.Dist(t), cosign: harness.Tool(t, "cosign"), dir: harness.TempDir(t)}
-	s.amd64 = harness.Binary(s.dist, "linux/amd64")
+	s := newAttestSuite(t)
 	crane := harness.Tool(t, "crane")
-	s.env = append(os.Environ(), "HOME="+filepath.Join(s.dir, "home"), "COSIGN_PASSWORD=", "DOCKER_CONFIG="+filepath.Join(s.dir, "docker"))
-	t.Logf("cosign %s", modVersion(s.cosign))
-	s.key, s.pub = s.keyPair(t, "signer")
-	_, s.otherPub = s.keyPair(t, "other")
-
 	for _, format := range []string{"docker", "oci"} {
 		t.Run(format, func(t *testing.T) { s.format(t, format, crane) })
 	}
 	t.Run("bad input", s.badInput)
 	harness.CheckNothingLeft(t)
+}
+
+// newAttestSuite finds cosign and the dist, and generates the signer's key
+// pair and another.
+func newAttestSuite(t *testing.T) *attestSuite {
+	t.Helper()
+	s := &attestSuite{dist: harness.Dist(t), cosign: harness.Tool(t, "cosign"), dir: harness.TempDir(t)}
+	s.amd64 = harness.Binary(s.dist, "linux/amd64")
+	s.env = append(os.Environ(), "HOME="+filepath.Join(s.dir, "home"), "COSIGN_PASSWORD=", "DOCKER_CONFIG="+filepath.Join(s.dir, "docker"))
+	t.Logf("cosign %s", modVersion(s.cosign))
+	s.key, s.pub = s.keyPair(t, "signer")
+	_, s.otherPub = s.keyPair(t, "other")
+	return s
+}
+
+// provenance signs what quinistry provenance prints for format and
+// returns the statement, the file it is in and its bundle.
+func (s *attestSuite) provenance(t *testing.T, format string) (statement, file string, bundle []byte) {
+	t.Helper()
+	out, err := runEnv(nil, s.amd64, "provenance", "--format", format)
+	if err != nil {
+		t.Fatalf("quinistry provenance: %v", err)
+	}
+	file = filepath.Join(s.dir, "stmt-"+format+".json")
+	if err := os.WriteFile(file, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return out, file, s.sign(t, file)
 }
 
 // keyPair generates a cosign key pair in its own directory.
@@ -169,15 +191,7 @@ func (p provenanceStatement) digests() []string {
 // format signs the provenance of one format's image and checks it served,
 // verified, refused with the wrong key, and served again by generation 2.
 func (s *attestSuite) format(t *testing.T, format, crane string) {
-	stmtFile := filepath.Join(s.dir, "stmt-"+format+".json")
-	out, err := runEnv(nil, s.amd64, "provenance", "--format", format)
-	if err != nil {
-		t.Fatalf("quinistry provenance: %v", err)
-	}
-	if err := os.WriteFile(stmtFile, []byte(out), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bundle := s.sign(t, stmtFile)
+	out, stmtFile, bundle := s.provenance(t, format)
 	otherStmt := filepath.Join(s.dir, "other-"+format+".json")
 	if err := os.WriteFile(otherStmt, aboutAnotherImage(t, out), 0o644); err != nil {
 		t.Fatal(err)

@@ -498,3 +498,44 @@ func (k kube) probeCount(t testing.TB, node, pod, typ string) float64 {
 	}
 	return sum
 }
+
+// podRestarts returns every quinistry pod as "name uid" with its
+// containers' restart count.
+func podRestarts(t testing.TB, k kube) map[string]int {
+	t.Helper()
+	m := map[string]int{}
+	for _, p := range getJSON[kubeList[kubePod]](t, k, "pods", "-l", "app.kubernetes.io/name=quinistry").Items {
+		n := 0
+		for _, c := range p.Status.ContainerStatuses {
+			n += c.RestartCount
+		}
+		m[p.Metadata.Name+" "+p.Metadata.UID] = n
+	}
+	return m
+}
+
+// bundleReferrers returns how many Sigstore bundles the quinistry at addr
+// (inside namespace ns) lists as referrers of d, or -1 when it cannot say.
+func bundleReferrers(ns, addr, d string) int {
+	resp, err := harness.HTTPClient(ns, nil).Get("http://" + addr + "/v2/quinistry/referrers/" + d +
+		"?artifactType=application%2Fvnd.dev.sigstore.bundle.v0.3%2Bjson")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var idx struct {
+		Manifests []struct {
+			ArtifactType string `json:"artifactType"`
+		} `json:"manifests"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&idx) != nil {
+		return -1
+	}
+	n := 0
+	for _, m := range idx.Manifests {
+		if m.ArtifactType == "application/vnd.dev.sigstore.bundle.v0.3+json" {
+			n++
+		}
+	}
+	return n
+}

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -414,6 +416,66 @@ func TestKubernetes(t *testing.T) {
 	})
 	t.Run("two nodes: node2's hostPort 5000 serves the OCI index", func(t *testing.T) { serves(t, node2, 5000, wantOCI) })
 	t.Run("two nodes: node2's hostPort 5001 serves the OCI index", func(t *testing.T) { serves(t, node2, 5001, wantOCI) })
+
+	// --- attestations: a provenance signed offline, put in the optional ConfigMap
+	// deploy/ mounts, is served and verified on every node's parent and child, and a
+	// second bundle added to it is served with no restart
+	signer := newAttestSuite(t)
+	_, stmtFile, bundle := signer.provenance(t, "oci")
+	bundleFile := filepath.Join(tmp, "provenance.sigstore.json")
+	if err := os.WriteFile(bundleFile, bundle, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := podRestarts(t, k)
+	k.Kc(t, "create", "configmap", "quinistry-attestations", "--from-file=provenance.sigstore.json="+bundleFile)
+	nodes := []*harness.ClusterNode{node1, node2}
+	servedEverywhere := func(t *testing.T, bundles int) {
+		for _, n := range nodes {
+			for _, port := range []int{5000, 5001} {
+				addr := fmt.Sprintf("127.0.0.1:%d", port)
+				eventually(t, 3*time.Minute, fmt.Sprintf("%d bundle referrers of %s on %s's %s", bundles, wantOCI, n.Name, addr), func() bool {
+					return bundleReferrers(n.NS, addr, wantOCI) == bundles
+				})
+			}
+		}
+	}
+	t0 := time.Now()
+	t.Run("attestations: the ConfigMap's bundle is served as a referrer of the list on both nodes' hostPorts 5000 and 5001", func(t *testing.T) {
+		servedEverywhere(t, 1)
+		t.Logf("served on every node %s after the ConfigMap was created", time.Since(t0).Round(time.Second))
+	})
+	for _, n := range nodes {
+		for _, port := range []int{5000, 5001} {
+			ref := fmt.Sprintf("127.0.0.1:%d/quinistry@%s", port, wantOCI)
+			t.Run(fmt.Sprintf("attestations: cosign verify and verify-attestation pass against %s's hostPort %d", n.Name, port), func(t *testing.T) {
+				for _, attestation := range []bool{false, true} {
+					args := []string{"verify"}
+					if attestation {
+						args = []string{"verify-attestation", "--type", "slsaprovenance1"}
+					}
+					args = append(args, "--key", signer.pub, "--insecure-ignore-tlog", "--allow-http-registry", ref)
+					if out, err := runEnv(signer.env, harness.InNS(n.NS, append([]string{signer.cosign}, args...)...)...); err != nil {
+						t.Errorf("cosign %s in %s's namespace: %v\n%s", strings.Join(args, " "), n.Name, err, out)
+					}
+				}
+			})
+		}
+	}
+	second, err := json.Marshal(map[string]map[string]string{"data": {"second.sigstore.json": string(signer.sign(t, stmtFile))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Kc(t, "patch", "configmap", "quinistry-attestations", "--type=merge", "-p", string(second))
+	t0 = time.Now()
+	t.Run("attestations: a second bundle added to the ConfigMap is served on every node", func(t *testing.T) {
+		servedEverywhere(t, 2)
+		t.Logf("served on every node %s after the ConfigMap was updated", time.Since(t0).Round(time.Second))
+	})
+	t.Run("attestations: no quinistry pod restarted or was replaced", func(t *testing.T) {
+		if after := podRestarts(t, k); !maps.Equal(after, before) {
+			t.Errorf("the pods (uid: restarts) were %v and are %v", before, after)
+		}
+	})
 
 	// --- teardown, and nothing left behind
 	t.Run("teardown leaves no process, mount, namespace, bridge, cgroup, iptables chain, sysctl change or kubelet file", func(t *testing.T) {
