@@ -196,9 +196,8 @@ func Artifacts(c *index.Content, bundles []Bundle) (arts []index.Artifact, skipp
 		subjects = append(subjects, img.Manifest.Descriptor)
 	}
 	created := Epoch
-	var cfg index.Config
-	if err := json.Unmarshal(c.Default().Config.Data, &cfg); err == nil && cfg.Created != nil {
-		created = cfg.Created.UTC().Format(time.RFC3339)
+	if t := c.Default().Created; t != nil {
+		created = t.UTC().Format(time.RFC3339)
 	}
 	for _, b := range bundles {
 		n := 0

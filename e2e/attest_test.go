@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -385,18 +384,6 @@ func aboutAnotherImage(t *testing.T, statement string) []byte {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
-}
-
-// runEnvIn is runEnv in the directory dir.
-func runEnvIn(dir string, env []string, argv ...string) (string, error) {
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env, cmd.Dir = env, dir
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), &harness.RunError{Err: err, Stderr: stderr.String()}
-	}
-	return stdout.String(), nil
 }
 
 // alterSignature flips one byte of the bundle's DSSE signature.

@@ -774,11 +774,14 @@ func (s *sbomSuite) tool(t *testing.T, bin string, args ...string) string {
 
 // runEnv runs argv with exactly the environment env and returns its
 // standard output.
-func runEnv(env []string, argv ...string) (string, error) {
+func runEnv(env []string, argv ...string) (string, error) { return runEnvIn("", env, argv...) }
+
+// runEnvIn is runEnv in the directory dir (empty: this one).
+func runEnvIn(dir string, env []string, argv ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = env
+	cmd.Env, cmd.Dir = env, dir
 	if env == nil {
 		cmd.Env = []string{}
 	}

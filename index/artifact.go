@@ -85,8 +85,15 @@ func (c *Content) AddArtifact(a Artifact) error {
 // in the order they were added, keeping only those of artifactType when it
 // is not empty. It returns an empty, not nil, slice when there are none.
 func (c *Content) Referrers(subject digest.Digest, artifactType string) []Descriptor {
-	out := []Descriptor{}
-	for _, a := range c.Artifacts {
+	return append([]Descriptor{}, referrers(c.Artifacts, subject, artifactType)...)
+}
+
+// referrers returns the entries of the artifacts of arts that refer to
+// subject, in order, keeping only those of artifactType when it is not
+// empty.
+func referrers(arts []Artifact, subject digest.Digest, artifactType string) []Descriptor {
+	var out []Descriptor
+	for _, a := range arts {
 		if a.Subject == subject && (artifactType == "" || a.ArtifactType == artifactType) {
 			out = append(out, a.Descriptor())
 		}
@@ -145,11 +152,5 @@ func (s *ArtifactSet) Blob(d digest.Digest) (Blob, bool) {
 // Referrers returns the entries of the artifacts that refer to subject,
 // in their order, keeping only those of artifactType when it is not empty.
 func (s *ArtifactSet) Referrers(subject digest.Digest, artifactType string) []Descriptor {
-	var out []Descriptor
-	for _, a := range s.Artifacts() {
-		if a.Subject == subject && (artifactType == "" || a.ArtifactType == artifactType) {
-			out = append(out, a.Descriptor())
-		}
-	}
-	return out
+	return referrers(s.Artifacts(), subject, artifactType)
 }

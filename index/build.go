@@ -79,7 +79,8 @@ func Build(ctx context.Context, bins []crossbuild.Binary, opts Options) (*Conten
 	c := &Content{Format: format, Layers: layers}
 	list := List{SchemaVersion: 2, MediaType: types.List}
 	for _, b := range bins {
-		config, err := newBlob(types.Config, imageConfig(b, bins, diffIDs, opts))
+		cfg := imageConfig(b, bins, diffIDs, opts)
+		config, err := newBlob(types.Config, cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -91,7 +92,7 @@ func Build(ctx context.Context, bins []crossbuild.Binary, opts Options) (*Conten
 		if err != nil {
 			return nil, err
 		}
-		c.Images = append(c.Images, Image{Platform: b.Platform, Manifest: manifest, Config: config})
+		c.Images = append(c.Images, Image{Platform: b.Platform, Manifest: manifest, Config: config, Created: cfg.Created})
 		d := manifest.Descriptor
 		d.Platform = &PlatformField{Architecture: b.Platform.Arch, OS: b.Platform.OS, Variant: b.Platform.ImageVariant()}
 		list.Manifests = append(list.Manifests, d)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
@@ -30,6 +31,9 @@ type Image struct {
 	Platform crossbuild.Platform
 	Manifest Blob
 	Config   Blob
+	// Created is the config's created time (nil when it has none), for
+	// the documents that describe the image.
+	Created *time.Time
 }
 
 // Content is everything the registry serves: the list, one image per

@@ -184,9 +184,7 @@ func New(img Image) (Statement, error) {
 		BuildDefinition: BuildDefinition{BuildType: BuildType, ExternalParameters: ext, InternalParameters: internal, ResolvedDependencies: deps},
 		RunDetails:      RunDetails{Builder: Builder{ID: BuilderID}},
 	}
-	if created, err := configCreated(c.Images[0].Config.Data); err != nil {
-		return Statement{}, err
-	} else if created != nil {
+	if created := c.Images[0].Created; created != nil {
 		t := created.UTC().Format(time.RFC3339)
 		st.Predicate.RunDetails.Metadata = &Metadata{StartedOn: t, FinishedOn: t}
 	}
@@ -274,13 +272,4 @@ func (s Statement) Marshal() ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), nil
-}
-
-// configCreated reads the created time of an image config, or nil.
-func configCreated(config []byte) (*time.Time, error) {
-	var c index.Config
-	if err := json.Unmarshal(config, &c); err != nil {
-		return nil, fmt.Errorf("provenance: the image config: %w", err)
-	}
-	return c.Created, nil
 }

@@ -87,7 +87,7 @@ func (reg *Registry) manifest(d digest.Digest) (index.Blob, bool) {
 	if m, ok := reg.content.Manifest(d); ok {
 		return m, true
 	}
-	return reg.attestations.Load().Manifest(d)
+	return reg.Attestations().Manifest(d)
 }
 
 // blob returns the blob with digest d: a config, a layer or an artifact's.
@@ -95,7 +95,7 @@ func (reg *Registry) blob(d digest.Digest) (index.Blob, bool) {
 	if b, ok := reg.content.Blob(d); ok {
 		return b, true
 	}
-	return reg.attestations.Load().Blob(d)
+	return reg.Attestations().Blob(d)
 }
 
 // Name returns the repository name served.
@@ -460,7 +460,7 @@ func (reg *Registry) serveReferrers(w http.ResponseWriter, r *http.Request, ref 
 	if q.Has("artifactType") {
 		w.Header().Set("OCI-Filters-Applied", "artifactType")
 	}
-	manifests := append(reg.content.Referrers(d, q.Get("artifactType")), reg.attestations.Load().Referrers(d, q.Get("artifactType"))...)
+	manifests := append(reg.content.Referrers(d, q.Get("artifactType")), reg.Attestations().Referrers(d, q.Get("artifactType"))...)
 	writeJSON(w, r, index.OCI.MediaTypes().List, index.List{
 		SchemaVersion: 2, MediaType: index.OCI.MediaTypes().List, Manifests: manifests,
 	})

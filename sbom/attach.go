@@ -1,9 +1,7 @@
 package sbom
 
 import (
-	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -65,11 +63,7 @@ func Attach(c *index.Content, bins []crossbuild.Binary) error {
 
 // NewArtifact makes the SBOM artifact of img, which runs binary b.
 func NewArtifact(img index.Image, b crossbuild.Binary) (index.Artifact, error) {
-	created, err := configCreated(img.Config.Data)
-	if err != nil {
-		return index.Artifact{}, fmt.Errorf("sbom: the %s image config: %w", img.Platform, err)
-	}
-	doc, err := New(Image{Platform: img.Platform, Manifest: img.Manifest.Digest, Created: created, Info: b.Info})
+	doc, err := New(Image{Platform: img.Platform, Manifest: img.Manifest.Digest, Created: img.Created, Info: b.Info})
 	if err != nil {
 		return index.Artifact{}, err
 	}
@@ -87,7 +81,7 @@ func NewArtifact(img index.Image, b crossbuild.Binary) (index.Artifact, error) {
 		Data: data,
 	}
 	from := CreatedFromConfig
-	if created == nil {
+	if img.Created == nil {
 		from = CreatedFromEpoch
 	}
 	annotations := map[string]string{
@@ -112,13 +106,4 @@ func Find(c *index.Content, d digest.Digest) (index.Blob, bool) {
 // FileName is the name of a platform's SBOM document, as its layer's title.
 func FileName(p crossbuild.Platform) string {
 	return p.FileName() + ".spdx.json"
-}
-
-// configCreated reads the created time of an image config, or nil.
-func configCreated(config []byte) (*time.Time, error) {
-	var c index.Config
-	if err := json.Unmarshal(config, &c); err != nil {
-		return nil, err
-	}
-	return c.Created, nil
 }
