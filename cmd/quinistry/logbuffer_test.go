@@ -11,16 +11,22 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// lockedWriter records writes, one entry per call.
+// lockedWriter records writes, one entry per call, and reports each on
+// wrote when it is set.
 type lockedWriter struct {
 	mu     sync.Mutex
 	writes []string
+	wrote  chan struct{}
 }
 
 func (w *lockedWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.writes = append(w.writes, string(p))
+	select {
+	case w.wrote <- struct{}{}: // a nil channel never takes it
+	default: // the reader has not taken the last one: it knows a write came
+	}
 	return len(p), nil
 }
 
@@ -52,20 +58,21 @@ func (w *lockedWriter) all() []string {
 
 // TestLogBufferFlushesOnEveryTick checks that buffered lines go out at the
 // next tick, with no Close and far below the buffer's size, and that
-// nothing goes out between ticks. The loop takes one tick at a time, so
-// when a second tick has been taken the flush for the first is done.
+// nothing goes out between ticks. The test waits for the tick's write
+// itself: once it is made the flush is over (a flush of an empty buffer
+// writes nothing), so lines written after it wait for the next tick.
 // newLogBuffer ticks every flushEvery, the README's "at least every 100 ms".
 func TestLogBufferFlushesOnEveryTick(t *testing.T) {
 	require.Equal(t, 100*time.Millisecond, flushEvery)
-	out := &lockedWriter{}
+	out := &lockedWriter{wrote: make(chan struct{}, 1)}
 	ticks := make(chan time.Time)
 	b := newLogBufferTicks(out, ticks)
 	defer b.Close()
 
 	_, err := b.Write([]byte("one\n"))
 	require.NoError(t, err)
-	ticks <- time.Time{} // taken: the loop is not busy, so no write can be in progress
 	ticks <- time.Time{}
+	<-out.wrote
 	assert.Equal(t, []string{"one\n"}, out.all(), "the line went out at the tick")
 
 	_, err = b.Write([]byte("two\n"))
@@ -74,7 +81,7 @@ func TestLogBufferFlushesOnEveryTick(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"one\n"}, out.all(), "nothing goes out between ticks")
 	ticks <- time.Time{}
-	ticks <- time.Time{}
+	<-out.wrote
 	assert.Equal(t, []string{"one\n", "two\nthree\n"}, out.all(), "lines of one tick go out together")
 }
 
